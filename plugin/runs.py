@@ -1,0 +1,83 @@
+"""Run directories and manifests.
+
+A run directory holds one folder per fold of per-epoch checkpoints, the loss
+trajectories, and ``manifest.json``: the config, the class list, the fold
+membership and the sha256 of every file. Nothing is loaded from a run
+directory without checking it against the manifest.
+"""
+
+import json
+import os
+import re
+import shutil
+
+from .utils import CSLError, sha256_file
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+def base_dir() -> str:
+    """Root of fiftyone-csl's files: ``$FIFTYONE_CSL_DIR`` if set, else
+    ``csl/`` beside FiftyOne's config file (``~/.fiftyone/csl``)."""
+    env = os.environ.get("FIFTYONE_CSL_DIR")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    import fiftyone.core.config as focn
+
+    return os.path.join(os.path.dirname(focn.locate_config()), "csl")
+
+
+def default_run_dir(dataset_name: str, run_key: str, root: str | None = None) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset_name).strip("-") or "dataset"
+    return os.path.join(root or base_dir(), "runs", slug, run_key)
+
+
+def default_cache_dir(root: str | None = None) -> str:
+    return os.path.join(root or base_dir(), "features")
+
+
+def write_manifest(run_dir: str, manifest: dict) -> None:
+    manifest = dict(manifest, format=MANIFEST_FORMAT)
+    tmp = os.path.join(run_dir, MANIFEST + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+    os.replace(tmp, os.path.join(run_dir, MANIFEST))
+
+
+def read_manifest(run_dir: str) -> dict:
+    path = os.path.join(run_dir, MANIFEST)
+    if not os.path.isfile(path):
+        raise CSLError(f"no run manifest at {path}")
+    with open(path) as f:
+        manifest = json.load(f)
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise CSLError(f"unsupported manifest format {manifest.get('format')} in {path}")
+    return manifest
+
+
+def record_file(run_dir: str, manifest: dict, relpath: str) -> None:
+    manifest.setdefault("files", {})[relpath] = sha256_file(os.path.join(run_dir, relpath))
+
+
+def verified_path(run_dir: str, manifest: dict, relpath: str) -> str:
+    """Absolute path of ``relpath`` after checking its sha256 against the
+    manifest; raises :class:`CSLError` on a missing, unknown or altered file."""
+    expected = manifest.get("files", {}).get(relpath)
+    if expected is None:
+        raise CSLError(f"{relpath} is not listed in the manifest of {run_dir}")
+    path = os.path.join(run_dir, relpath)
+    if not os.path.isfile(path):
+        raise CSLError(f"{path} is listed in the manifest but missing")
+    if sha256_file(path) != expected:
+        raise CSLError(f"{path} does not match its sha256 in the manifest")
+    return path
+
+
+def remove_run_dir(run_dir: str) -> None:
+    """Deletes a run directory, refusing paths that do not hold a manifest."""
+    if not run_dir or not os.path.isdir(run_dir):
+        return
+    if not os.path.isfile(os.path.join(run_dir, MANIFEST)):
+        raise CSLError(f"refusing to delete {run_dir}: it has no {MANIFEST}")
+    shutil.rmtree(run_dir)

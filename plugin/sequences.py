@@ -1,0 +1,180 @@
+"""FiftyOne videos -> per-video label sequences.
+
+A :class:`VideoSequence` holds a video's labelled frame numbers and their class
+indices. Labels come from a frame-level ``Classification`` field or from a
+sample-level ``TemporalDetections`` field (each detection labels the frames of
+its support). Sequences are what the rest of the engine consumes, so
+non-FiftyOne data can enter here too (see :func:`sequences_from_arrays`).
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .utils import CSLError
+
+
+@dataclass
+class VideoSequence:
+    """One video's labels.
+
+    Attributes:
+        sample_id: the FiftyOne sample ID (or any unique name)
+        filepath: the video file, if any
+        frame_numbers: (T,) 1-based frame numbers that carry a label, ascending
+        labels: (T,) class indices into the run's class list
+        features: (T, D) frame features once computed, else None
+    """
+
+    sample_id: str
+    filepath: str | None
+    frame_numbers: np.ndarray
+    labels: np.ndarray
+    features: np.ndarray | None = field(default=None, repr=False)
+
+    def __len__(self):
+        return len(self.frame_numbers)
+
+
+def label_field_kind(samples, label_field: str) -> str:
+    """Returns ``"frames"`` (frame-level Classification) or ``"temporal"``
+    (sample-level TemporalDetections); raises :class:`CSLError` otherwise."""
+    import fiftyone.core.labels as fol
+
+    if samples.media_type != "video":
+        raise CSLError(
+            f"fiftyone-csl audits videos; this collection's media type is "
+            f"'{samples.media_type}'"
+        )
+    frame_schema = samples.get_frame_field_schema() or {}
+    sample_schema = samples.get_field_schema()
+    name = label_field[len("frames.") :] if label_field.startswith("frames.") else label_field
+    if name in frame_schema:
+        doc_type = getattr(frame_schema[name], "document_type", None)
+        if doc_type is fol.Classification:
+            return "frames"
+        raise CSLError(
+            f"frames.{name} holds {doc_type.__name__ if doc_type else frame_schema[name]}; "
+            "label_field must be a frame-level Classification field or a "
+            "sample-level TemporalDetections field"
+        )
+    if name in sample_schema and not label_field.startswith("frames."):
+        doc_type = getattr(sample_schema[name], "document_type", None)
+        if doc_type is fol.TemporalDetections:
+            return "temporal"
+        raise CSLError(
+            f"'{name}' holds {doc_type.__name__ if doc_type else sample_schema[name]}; "
+            "label_field must be a frame-level Classification field or a "
+            "sample-level TemporalDetections field"
+        )
+    raise CSLError(
+        f"label_field '{label_field}' does not exist on this collection "
+        "(neither as a frame field nor as a sample field)"
+    )
+
+
+def strip_frames_prefix(label_field: str) -> str:
+    return label_field[len("frames.") :] if label_field.startswith("frames.") else label_field
+
+
+def read_raw_labels(samples, label_field: str):
+    """Reads labels as ``[(sample_id, filepath, frame_numbers, label_names)]``.
+
+    Frames without a label are left out. For TemporalDetections, a frame inside
+    two detections keeps the label of the first one.
+    """
+    kind = label_field_kind(samples, label_field)
+    name = strip_frames_prefix(label_field)
+    raw = []
+    if kind == "frames":
+        ids, paths, fns, labels = samples.values(
+            ["id", "filepath", "frames.frame_number", f"frames.{name}.label"]
+        )
+        for sid, path, fn, lab in zip(ids, paths, fns, labels):
+            pairs = [(f, l) for f, l in zip(fn or [], lab or []) if l is not None]
+            pairs.sort()
+            raw.append(
+                (sid, path, np.array([p[0] for p in pairs], dtype=np.int64), [p[1] for p in pairs])
+            )
+    else:
+        ids, paths, supports, labels = samples.values(
+            ["id", "filepath", f"{name}.detections.support", f"{name}.detections.label"]
+        )
+        for sid, path, sup, lab in zip(ids, paths, supports, labels):
+            per_frame = {}
+            for (first, last), label in zip(sup or [], lab or []):
+                if label is None:
+                    continue
+                for f in range(int(first), int(last) + 1):
+                    per_frame.setdefault(f, label)
+            fns = sorted(per_frame)
+            raw.append((sid, path, np.array(fns, dtype=np.int64), [per_frame[f] for f in fns]))
+    return raw
+
+
+def resolve_classes(raw, classes=None) -> list:
+    """The run's class list: ``classes`` if given, else the sorted distinct
+    labels. Raises :class:`CSLError` for unknown labels or fewer than 2 classes."""
+    seen = sorted({label for *_, names in raw for label in names})
+    if not seen:
+        raise CSLError("no labelled frames: the label field is empty on every video")
+    if classes is None:
+        classes = seen
+    else:
+        classes = list(classes)
+        unknown = sorted(set(seen) - set(classes))
+        if unknown:
+            raise CSLError(f"labels {unknown} are not in classes={classes}")
+        if len(set(classes)) != len(classes):
+            raise CSLError("classes contains duplicates")
+    if len(classes) < 2:
+        raise CSLError(
+            f"need at least 2 classes to learn from; found only {classes}"
+        )
+    return classes
+
+
+def build_sequences(raw, classes: list) -> list:
+    """Turns raw labels into :class:`VideoSequence` objects (videos with no
+    labelled frame are dropped)."""
+    index = {c: i for i, c in enumerate(classes)}
+    sequences = []
+    for sid, path, fns, names in raw:
+        if len(fns) == 0:
+            continue
+        labels = np.array([index[n] for n in names], dtype=np.int64)
+        sequences.append(VideoSequence(sid, path, fns, labels))
+    return sequences
+
+
+def subsample(sequence: VideoSequence, stride: int) -> VideoSequence:
+    """Keeps the labelled frames on the grid ``(frame_number - 1) % stride == 0``
+    (every frame when ``stride`` is 1); keeps at least the first frame."""
+    if stride == 1:
+        return sequence
+    keep = (sequence.frame_numbers - 1) % stride == 0
+    if not keep.any():
+        keep[0] = True
+    return VideoSequence(
+        sequence.sample_id,
+        sequence.filepath,
+        sequence.frame_numbers[keep],
+        sequence.labels[keep],
+        None if sequence.features is None else sequence.features[keep],
+    )
+
+
+def sequences_from_arrays(features: list, labels: list, names: list | None = None) -> list:
+    """Builds sequences from plain arrays: ``features[i]`` (T_i, D) and
+    ``labels[i]`` (T_i,) class indices. Frame numbers are 1..T_i."""
+    if len(features) != len(labels):
+        raise CSLError("features and labels must have one entry per sequence")
+    names = names or [f"seq{i:05d}" for i in range(len(features))]
+    out = []
+    for name, x, y in zip(names, features, labels):
+        x = np.asarray(x, dtype=np.float32)
+        y = np.asarray(y, dtype=np.int64)
+        if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
+            raise CSLError(f"sequence {name}: need features (T, D) and labels (T,)")
+        out.append(VideoSequence(name, None, np.arange(1, len(y) + 1), y, x))
+    return out

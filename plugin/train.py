@@ -1,0 +1,147 @@
+"""Checkpointed training of temporal heads, with K-fold cross-fitting.
+
+Cross-fitting splits the videos into folds; the model for fold ``k`` trains
+on every other fold and later scores fold ``k`` only, so no video is scored
+by a model that saw its labels. One state dict is saved after every epoch.
+"""
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ..models import build_head, masked_cross_entropy
+from ..models.losses import IGNORE_INDEX
+from .runs import record_file
+from .utils import CSLError, seed_everything
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of the temporal head and its training.
+
+    Attributes:
+        model: ``"transformer"`` (default), ``"tcn"`` or ``"mlp"``
+        epochs: epochs, one checkpoint each
+        folds: K of the K-fold cross-fitting over videos
+        cross_fit: False trains one model on all videos and replays it on
+            them (the in-sample trajectories of the training set)
+        lr, weight_decay: Adam settings
+        batch_size: videos per step
+        max_frames: longer videos train on random windows of this length and
+            replay window by window
+        seed: seeds folds, initialisation, order and dropout
+        model_kwargs: passed to the head (hidden_dim, num_layers, dropout, ...)
+        half_checkpoints: store checkpoints in float16 (halves the files)
+    """
+
+    model: str = "transformer"
+    epochs: int = 30
+    folds: int = 5
+    cross_fit: bool = True
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 4
+    max_frames: int = 1024
+    seed: int = 51
+    model_kwargs: dict = field(default_factory=dict)
+    half_checkpoints: bool = False
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def assign_folds(sample_ids: list, folds: int, seed: int, cross_fit: bool = True) -> list:
+    """Splits ``sample_ids`` into ``folds`` groups by a seeded permutation.
+
+    With ``cross_fit=False`` there is a single group holding every video.
+    """
+    if not cross_fit:
+        return [sorted(sample_ids)]
+    if folds < 2:
+        raise CSLError("cross-fitting needs folds >= 2 (or cross_fit=False)")
+    if len(sample_ids) < folds:
+        raise CSLError(
+            f"{len(sample_ids)} labelled video(s) cannot be split into {folds} folds: "
+            "pass fewer folds, or cross_fit=False for in-sample trajectories"
+        )
+    order = np.random.default_rng(seed).permutation(sorted(sample_ids))
+    return [sorted(order[k::folds].tolist()) for k in range(folds)]
+
+
+def training_ids(fold_members: list, k: int, cross_fit: bool) -> list:
+    if not cross_fit:
+        return fold_members[0]
+    return sorted(sid for j, group in enumerate(fold_members) if j != k for sid in group)
+
+
+def _batches(sequences, batch_size, max_frames, generator):
+    order = torch.randperm(len(sequences), generator=generator).tolist()
+    for start in range(0, len(order), batch_size):
+        chosen = [sequences[i] for i in order[start : start + batch_size]]
+        crops = []
+        for s in chosen:
+            T = len(s)
+            if T > max_frames:
+                offset = int(torch.randint(0, T - max_frames + 1, (1,), generator=generator))
+                crops.append((s.features[offset : offset + max_frames], s.labels[offset : offset + max_frames]))
+            else:
+                crops.append((s.features, s.labels))
+        length = max(len(y) for _, y in crops)
+        dim = crops[0][0].shape[1]
+        x = np.zeros((len(crops), length, dim), dtype=np.float32)
+        y = np.full((len(crops), length), IGNORE_INDEX, dtype=np.int64)
+        mask = np.zeros((len(crops), length), dtype=bool)
+        for i, (f, l) in enumerate(crops):
+            x[i, : len(l)] = f
+            y[i, : len(l)] = l
+            mask[i, : len(l)] = True
+        yield torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask)
+
+
+def train_fold(
+    sequences: list,
+    in_dim: int,
+    num_classes: int,
+    config: TrainConfig,
+    run_dir: str,
+    fold: int,
+    manifest: dict,
+    device,
+    progress_stage=None,
+) -> list:
+    """Trains one head on ``sequences`` and saves a checkpoint per epoch.
+
+    Returns the checkpoints' paths relative to ``run_dir``, oldest first, and
+    records their sha256 in ``manifest``.
+    """
+    seed_everything(config.seed + 1000 * fold)
+    generator = torch.Generator().manual_seed(config.seed + 1000 * fold)
+    model = build_head(config.model, in_dim, num_classes, **config.model_kwargs)
+    model.norm.fit(torch.from_numpy(np.concatenate([s.features for s in sequences])))
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    fold_dir = f"fold_{fold:02d}"
+    os.makedirs(os.path.join(run_dir, fold_dir), exist_ok=True)
+    checkpoints = []
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        for x, y, mask in _batches(sequences, config.batch_size, config.max_frames, generator):
+            logits = model(x.to(device), mask.to(device))
+            loss = masked_cross_entropy(logits, y.to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        relpath = f"{fold_dir}/epoch_{epoch:04d}.pt"
+        dtype = torch.float16 if config.half_checkpoints else None
+        state = {
+            k: (v.detach().to("cpu", dtype) if dtype is not None and v.is_floating_point() else v.detach().cpu())
+            for k, v in model.state_dict().items()
+        }
+        torch.save(state, os.path.join(run_dir, relpath))
+        record_file(run_dir, manifest, relpath)
+        checkpoints.append(relpath)
+        if progress_stage is not None:
+            progress_stage.update()
+    return checkpoints
