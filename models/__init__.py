@@ -19,9 +19,7 @@ HEADS = {
 def build_head(name, in_dim, num_classes, **kwargs):
     """Builds the temporal head called ``name`` (one of :data:`HEADS`)."""
     if name not in HEADS:
-        raise ValueError(
-            f"Unknown model '{name}'; choose one of {sorted(HEADS)}"
-        )
+        raise ValueError(f"Unknown model '{name}'; choose one of {sorted(HEADS)}")
     return HEADS[name](in_dim=in_dim, num_classes=num_classes, **kwargs)
 
 

@@ -25,9 +25,7 @@ class BackboneSpec:
 
 
 BACKBONES = {
-    "efficientnet-lite0": BackboneSpec(
-        "efficientnet-lite0", 1280, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-    ),
+    "efficientnet-lite0": BackboneSpec("efficientnet-lite0", 1280, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     "resnet18": BackboneSpec("resnet18", 512, 224, IMAGENET_MEAN, IMAGENET_STD),
     "resnet50": BackboneSpec("resnet50", 2048, 224, IMAGENET_MEAN, IMAGENET_STD),
 }

@@ -10,9 +10,7 @@ from .normalize import FeatureNorm
 class _DilatedResidual(nn.Module):
     def __init__(self, dilation: int, channels: int, dropout: float):
         super().__init__()
-        self.conv = nn.Conv1d(
-            channels, channels, 3, padding=dilation, dilation=dilation
-        )
+        self.conv = nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation)
         self.mix = nn.Conv1d(channels, channels, 1)
         self.dropout = nn.Dropout(dropout)
 
@@ -26,9 +24,7 @@ class _Stage(nn.Module):
     def __init__(self, num_layers, channels, in_dim, num_classes, dropout):
         super().__init__()
         self.inp = nn.Conv1d(in_dim, channels, 1)
-        self.layers = nn.ModuleList(
-            _DilatedResidual(2**i, channels, dropout) for i in range(num_layers)
-        )
+        self.layers = nn.ModuleList(_DilatedResidual(2**i, channels, dropout) for i in range(num_layers))
         self.out = nn.Conv1d(channels, num_classes, 1)
 
     def forward(self, x, mask):
@@ -60,10 +56,7 @@ class MultiStageTCN(nn.Module):
         self.input_dropout = nn.Dropout(input_dropout)
         self.stages = nn.ModuleList(
             [_Stage(num_layers, hidden_dim, in_dim, num_classes, dropout)]
-            + [
-                _Stage(num_layers, hidden_dim, num_classes, num_classes, dropout)
-                for _ in range(num_stages - 1)
-            ]
+            + [_Stage(num_layers, hidden_dim, num_classes, num_classes, dropout) for _ in range(num_stages - 1)]
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):

@@ -11,10 +11,7 @@ from .normalize import FeatureNorm
 def sinusoidal_positions(length: int, dim: int, device=None) -> torch.Tensor:
     """Fixed sinusoidal position codes, (length, dim)."""
     position = torch.arange(length, device=device, dtype=torch.float32)[:, None]
-    freq = torch.exp(
-        torch.arange(0, dim, 2, device=device, dtype=torch.float32)
-        * (-math.log(10000.0) / dim)
-    )
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
     codes = torch.zeros(length, dim, device=device)
     codes[:, 0::2] = torch.sin(position * freq)
     codes[:, 1::2] = torch.cos(position * freq[: dim // 2])
@@ -50,9 +47,7 @@ class TemporalTransformer(nn.Module):
             batch_first=True,
             norm_first=True,
         )
-        self.encoder = nn.TransformerEncoder(
-            layer, num_layers, enable_nested_tensor=False
-        )
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.out = nn.Linear(hidden_dim, num_classes)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):

@@ -97,8 +97,7 @@ def _validate_key(dataset, csl_field, peer_scores, overwrite):
             raise CSLError(f"run key '{csl_field}' belongs to another kind of run; choose another csl_field")
         if not overwrite:
             raise CSLError(
-                f"a CSL run '{csl_field}' already exists; pass overwrite=True to replace it "
-                "or choose another csl_field"
+                f"a CSL run '{csl_field}' already exists; pass overwrite=True to replace it or choose another csl_field"
             )
         return
     clashes = fcfields.existing_outputs(dataset, csl_field, peer_scores)
@@ -220,7 +219,7 @@ def compute_csl(
         by_id = {s.sample_id: s for s in sequences}
         trajectories = {}
         with progress.stage("train", config.epochs * len(fold_members), "epochs") as stage:
-            for k, members in enumerate(fold_members):
+            for k in range(len(fold_members)):
                 train_set = [by_id[i] for i in fctrain.training_ids(fold_members, k, config.cross_fit)]
                 manifest["checkpoints"].append(
                     fctrain.train_fold(
@@ -250,7 +249,9 @@ def compute_csl(
             )
             fcruns.record_file(staging, manifest, relpath)
             manifest["trajectories"][s.sample_id] = relpath
-            videos[s.sample_id] = _score_video(s.sample_id, s.frame_numbers, s.labels, t, classes, threshold_value, peer_scores)
+            videos[s.sample_id] = _score_video(
+                s.sample_id, s.frame_numbers, s.labels, t, classes, threshold_value, peer_scores
+            )
         manifest["threshold"] = threshold_value
         manifest["peer_scores"] = list(peer_scores)
         manifest["seconds"] = round(time.time() - started, 2)

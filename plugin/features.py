@@ -103,9 +103,7 @@ def attach_backbone_features(
     model = build_backbone(backbone, weights_path).to(device)
     dim = BACKBONES[backbone].dim
     for sequence in sequences:
-        numbers, features = video_features(
-            sequence.filepath, model, backbone, stride, device, cache_dir, weights_path
-        )
+        numbers, features = video_features(sequence.filepath, model, backbone, stride, device, cache_dir, weights_path)
         position = {int(n): i for i, n in enumerate(numbers)}
         missing = [int(f) for f in sequence.frame_numbers if int(f) not in position]
         if missing:
@@ -141,10 +139,7 @@ def read_embeddings(samples, embeddings_field: str, sequences: list) -> int:
         for f in sequence.frame_numbers:
             v = lookup.get(int(f))
             if v is None:
-                raise CSLError(
-                    f"frame {int(f)} of sample {sid} is labelled but has no "
-                    f"'{name}' embedding"
-                )
+                raise CSLError(f"frame {int(f)} of sample {sid} is labelled but has no '{name}' embedding")
             v = np.asarray(v, dtype=np.float32)
             if v.ndim != 1:
                 raise CSLError(f"embeddings must be 1-D vectors; found shape {v.shape} in sample {sid}")
@@ -152,8 +147,7 @@ def read_embeddings(samples, embeddings_field: str, sequences: list) -> int:
                 dim = v.shape[0]
             elif v.shape[0] != dim:
                 raise CSLError(
-                    f"embeddings of inconsistent dimension: {dim} and {v.shape[0]} "
-                    f"(sample {sid}, frame {int(f)})"
+                    f"embeddings of inconsistent dimension: {dim} and {v.shape[0]} (sample {sid}, frame {int(f)})"
                 )
             rows.append(v)
         features = np.stack(rows)
@@ -165,8 +159,5 @@ def read_embeddings(samples, embeddings_field: str, sequences: list) -> int:
 
 def write_embeddings(samples, embeddings_field: str, sequences: list[VideoSequence]) -> None:
     """Stores each sequence's features as a frame-level vector field."""
-    values = {
-        s.sample_id: {int(f): v for f, v in zip(s.frame_numbers, s.features)}
-        for s in sequences
-    }
+    values = {s.sample_id: {int(f): v for f, v in zip(s.frame_numbers, s.features)} for s in sequences}
     samples.set_values(f"frames.{embeddings_field}", values, key_field="id")

@@ -24,7 +24,9 @@ def existing_outputs(dataset, csl_field: str, peer_scores=()) -> list:
     return found
 
 
-def spread_to_labelled_frames(sampled_numbers: np.ndarray, values: np.ndarray, labelled_numbers: np.ndarray) -> np.ndarray:
+def spread_to_labelled_frames(
+    sampled_numbers: np.ndarray, values: np.ndarray, labelled_numbers: np.ndarray
+) -> np.ndarray:
     """Gives every labelled frame the value of the nearest sampled frame
     (ties go to the earlier frame)."""
     if len(sampled_numbers) == len(labelled_numbers) and np.array_equal(sampled_numbers, labelled_numbers):
@@ -37,10 +39,7 @@ def spread_to_labelled_frames(sampled_numbers: np.ndarray, values: np.ndarray, l
 
 def write_frame_scores(dataset, field: str, per_sample: dict) -> None:
     """``per_sample``: ``{sample_id: (frame_numbers, values)}`` -> ``frames.<field>``."""
-    values = {
-        sid: {int(f): float(v) for f, v in zip(numbers, vals)}
-        for sid, (numbers, vals) in per_sample.items()
-    }
+    values = {sid: {int(f): float(v) for f, v in zip(numbers, vals)} for sid, (numbers, vals) in per_sample.items()}
     dataset.set_values(f"frames.{field}", values, key_field="id")
 
 

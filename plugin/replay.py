@@ -67,9 +67,7 @@ def replay_fold(
         raise CSLError("nothing to replay: the fold has no checkpoint")
     config = manifest["config"]
     classes = manifest["classes"]
-    model = build_head(
-        config["model"], manifest["in_dim"], len(classes), **config.get("model_kwargs", {})
-    ).to(device)
+    model = build_head(config["model"], manifest["in_dim"], len(classes), **config.get("model_kwargs", {})).to(device)
     for s in sequences:
         if s.features.shape[1] != manifest["in_dim"]:
             raise CSLError(

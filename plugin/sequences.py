@@ -42,10 +42,7 @@ def label_field_kind(samples, label_field: str) -> str:
     import fiftyone.core.labels as fol
 
     if samples.media_type != "video":
-        raise CSLError(
-            f"fiftyone-csl audits videos; this collection's media type is "
-            f"'{samples.media_type}'"
-        )
+        raise CSLError(f"fiftyone-csl audits videos; this collection's media type is '{samples.media_type}'")
     frame_schema = samples.get_frame_field_schema() or {}
     sample_schema = samples.get_field_schema()
     name = label_field[len("frames.") :] if label_field.startswith("frames.") else label_field
@@ -87,15 +84,11 @@ def read_raw_labels(samples, label_field: str):
     name = strip_frames_prefix(label_field)
     raw = []
     if kind == "frames":
-        ids, paths, fns, labels = samples.values(
-            ["id", "filepath", "frames.frame_number", f"frames.{name}.label"]
-        )
+        ids, paths, fns, labels = samples.values(["id", "filepath", "frames.frame_number", f"frames.{name}.label"])
         for sid, path, fn, lab in zip(ids, paths, fns, labels):
             pairs = [(f, l) for f, l in zip(fn or [], lab or []) if l is not None]
             pairs.sort()
-            raw.append(
-                (sid, path, np.array([p[0] for p in pairs], dtype=np.int64), [p[1] for p in pairs])
-            )
+            raw.append((sid, path, np.array([p[0] for p in pairs], dtype=np.int64), [p[1] for p in pairs]))
     else:
         ids, paths, supports, labels = samples.values(
             ["id", "filepath", f"{name}.detections.support", f"{name}.detections.label"]
@@ -128,9 +121,7 @@ def resolve_classes(raw, classes=None) -> list:
         if len(set(classes)) != len(classes):
             raise CSLError("classes contains duplicates")
     if len(classes) < 2:
-        raise CSLError(
-            f"need at least 2 classes to learn from; found only {classes}"
-        )
+        raise CSLError(f"need at least 2 classes to learn from; found only {classes}")
     return classes
 
 

@@ -18,12 +18,8 @@ def build_views(dataset, csl_field: str, threshold: float) -> dict:
     scored = dataset.exists(f"{csl_field}_max")
     return {
         ranked_name: scored.sort_by(f"{csl_field}_max", reverse=True),
-        frames_name: scored.match_frames(F(csl_field) > threshold).sort_by(
-            f"{csl_field}_max", reverse=True
-        ),
-        clips_name: dataset.to_clips(f"{csl_field}_errors").sort_by(
-            F(f"{csl_field}_errors.mean_csl"), reverse=True
-        ),
+        frames_name: scored.match_frames(F(csl_field) > threshold).sort_by(f"{csl_field}_max", reverse=True),
+        clips_name: dataset.to_clips(f"{csl_field}_errors").sort_by(F(f"{csl_field}_errors.mean_csl"), reverse=True),
     }
 
 

@@ -9,7 +9,6 @@ import argparse
 import time
 
 import fiftyone as fo
-
 import fiftyone_csl as fcsl
 from fiftyone_csl.plugin import metrics
 from fiftyone_csl.plugin.demo import build_demo_dataset
@@ -62,7 +61,7 @@ def main():
         )
     print(f"\n[demo] done in {time.time() - started:.0f} s. Open the result in the App:")
     print(
-        "    .venv/bin/python -c \"import fiftyone as fo; "
+        '    .venv/bin/python -c "import fiftyone as fo; '
         f"s = fo.launch_app(fo.load_dataset('{args.name}')); s.wait()\""
     )
     print(f"    then load the saved views {', '.join(fo.load_dataset(args.name).list_saved_views())}")
