@@ -12,11 +12,7 @@ os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
 
 import pytest  # noqa: E402
-
-# Small but real: 8 videos cut from bikes.mp4 (about 100 frames each), with
-# one injected error in 5 of them.
-SMALL = dict(num_videos=8, mislabel_videos=3, disorder_videos=2, seed=3, scale=0.5, persistent=False)
-FAST = dict(epochs=20, folds=4, seed=7)
+from _common import FAST, SMALL  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -57,15 +53,3 @@ def scratch(audited):
     for key in fcsl.list_csl_runs(dataset):
         fcsl.delete_csl_run(dataset, key)
     dataset.delete()
-
-
-def snapshot(dataset):
-    """Everything a failed call must leave unchanged."""
-    dataset.reload()
-    return (
-        sorted(dataset.get_field_schema()),
-        sorted(dataset.get_frame_field_schema()),
-        sorted(dataset.list_runs()),
-        sorted(dataset.list_saved_views()),
-        dataset.values("frames.phase.label"),
-    )

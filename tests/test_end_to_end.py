@@ -3,9 +3,8 @@
 import fiftyone_csl as fcsl
 import numpy as np
 import pytest
+from _common import FAST
 from fiftyone_csl.plugin import metrics
-
-from .conftest import FAST
 
 # Each error frame shows one shot while labelled as another: an
 # ImageNet-feature model scores such frames near-perfectly (the demo measures

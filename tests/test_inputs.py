@@ -3,10 +3,9 @@
 import fiftyone as fo
 import fiftyone_csl as fcsl
 import numpy as np
+from _common import FAST
 from fiftyone_csl.plugin import metrics
 from fiftyone_csl.plugin.corrupt import segments_of
-
-from .conftest import FAST
 
 
 def test_temporal_detections_labels(scratch):

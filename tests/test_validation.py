@@ -6,8 +6,7 @@ import fiftyone as fo
 import fiftyone_csl as fcsl
 import numpy as np
 import pytest
-
-from .conftest import FAST, snapshot
+from _common import FAST, snapshot
 
 
 def _refused(dataset, match, *args, **kwargs):
