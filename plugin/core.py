@@ -1,12 +1,14 @@
 """The audit pipeline: labels -> features -> checkpoints -> replay -> scores
 -> flags -> FiftyOne fields, views and a registered run.
 
-Everything that can be wrong with the input is checked before the first
-write, and results are computed in a staging directory, so a failed call
-leaves the dataset and any earlier run as they were.
+The steps are public on their own (:func:`compute_features`,
+:func:`train_checkpoints`, :func:`replay_checkpoints`, :func:`flag_errors`)
+and together (:func:`compute_csl`). Everything that can be wrong with the
+input is checked before the first write, and checkpoints are trained in a
+staging directory, so a failed call leaves the dataset and any earlier run as
+they were.
 """
 
-import json
 import os
 import shutil
 import time
@@ -88,25 +90,465 @@ class CSLResults:
         return self.videos[sample_id].trajectory.loss
 
 
-def _validate_key(dataset, csl_field, peer_scores, overwrite):
-    if not isinstance(csl_field, str) or not csl_field.isidentifier():
-        raise CSLError(f"csl_field must be a valid identifier (letters, digits, _); got {csl_field!r}")
-    if dataset.has_run(csl_field):
-        info = dataset.get_run_info(csl_field)
+# --- checks -----------------------------------------------------------------
+
+
+def _check_options(stride=1, epochs=1, peer_scores=(), backbone=None, embeddings_field=None, model=None):
+    from ..models import HEADS
+
+    unknown = sorted(set(peer_scores) - set(fcscores.SCORES))
+    if unknown:
+        raise CSLError(f"unknown peer score(s) {unknown}; choose from {sorted(fcscores.SCORES)}")
+    if int(stride) < 1:
+        raise CSLError(f"stride must be >= 1; got {stride}")
+    if int(epochs) < 1:
+        raise CSLError(f"epochs must be >= 1; got {epochs}")
+    if embeddings_field is None and backbone is not None and backbone not in fcf.BACKBONES:
+        raise CSLError(f"unknown backbone '{backbone}'; choose one of {sorted(fcf.BACKBONES)}")
+    if model is not None and model not in HEADS:
+        raise CSLError(f"unknown model '{model}'; choose one of {sorted(HEADS)}")
+
+
+def _validate_key(dataset, run_key, peer_scores, overwrite):
+    if not isinstance(run_key, str) or not run_key.isidentifier():
+        raise CSLError(f"csl_field must be a valid identifier (letters, digits, _); got {run_key!r}")
+    if dataset.has_run(run_key):
+        info = dataset.get_run_info(run_key)
         if getattr(info.config, "method", None) != METHOD:
-            raise CSLError(f"run key '{csl_field}' belongs to another kind of run; choose another csl_field")
+            raise CSLError(f"run key '{run_key}' belongs to another kind of run; choose another csl_field")
         if not overwrite:
             raise CSLError(
-                f"a CSL run '{csl_field}' already exists; pass overwrite=True to replace it or choose another csl_field"
+                f"a CSL run '{run_key}' already exists; pass overwrite=True to replace it or choose another csl_field"
             )
         return
-    clashes = fcfields.existing_outputs(dataset, csl_field, peer_scores)
-    clashes += [f"saved view {v}" for v in fcviews.existing_views(dataset, csl_field)]
+    clashes = fcfields.existing_outputs(dataset, run_key, peer_scores)
+    clashes += [f"saved view {v}" for v in fcviews.existing_views(dataset, run_key)]
     if clashes and not overwrite:
         raise CSLError(
-            f"csl_field '{csl_field}' would write into existing {clashes}; choose another "
+            f"csl_field '{run_key}' would write into existing {clashes}; choose another "
             "csl_field or pass overwrite=True to replace them"
         )
+
+
+# --- preparation: labels and features ----------------------------------------
+
+
+@dataclass
+class _Prepared:
+    classes: list
+    full_sequences: list  # every labelled frame
+    sequences: list  # the scored frames (stride grid), features attached later
+    in_dim: int
+    feature_spec: dict
+
+
+def _feature_spec(embeddings_field, backbone, backbone_weights, stride):
+    return {
+        "embeddings_field": embeddings_field,
+        "backbone": None if embeddings_field else backbone,
+        "backbone_weights": None if embeddings_field else backbone_weights,
+        "stride": int(stride),
+    }
+
+
+def _prepare(samples, label_field, classes, feature_spec) -> _Prepared:
+    raw = fcseq.read_raw_labels(samples, label_field)
+    classes = fcseq.resolve_classes(raw, classes)
+    full = fcseq.build_sequences(raw, classes)
+    sequences = [fcseq.subsample(s, feature_spec["stride"]) for s in full]
+    if feature_spec["embeddings_field"] is not None:
+        in_dim = fcf.read_embeddings(samples, feature_spec["embeddings_field"], sequences)
+    else:
+        fcf.check_video_files(sequences)
+        in_dim = fcf.BACKBONES[feature_spec["backbone"]].dim
+    return _Prepared(classes, full, sequences, in_dim, feature_spec)
+
+
+def _attach_features(prepared, device, cache_dir, progress):
+    spec = prepared.feature_spec
+    if spec["embeddings_field"] is not None:
+        with progress.stage("features", 1, "fields"):
+            return
+    with progress.stage("features", len(prepared.sequences), "videos") as stage:
+        fcf.attach_backbone_features(
+            prepared.sequences,
+            spec["backbone"],
+            spec["stride"],
+            device,
+            cache_dir or fcruns.default_cache_dir(),
+            spec["backbone_weights"],
+            progress_stage=stage,
+        )
+
+
+# --- training and replay into a run directory ---------------------------------
+
+
+def _train_into(run_dir, prepared, config, label_field, device, progress) -> dict:
+    fold_members = fctrain.assign_folds(
+        [s.sample_id for s in prepared.sequences], config.folds, config.seed, config.cross_fit
+    )
+    manifest = {
+        "method": METHOD,
+        "config": config.to_dict(),
+        "classes": prepared.classes,
+        "in_dim": prepared.in_dim,
+        "label_field": label_field,
+        "features": prepared.feature_spec,
+        "folds": fold_members,
+        "checkpoints": [],
+        "trajectories": {},
+        "files": {},
+    }
+    by_id = {s.sample_id: s for s in prepared.sequences}
+    with progress.stage("train", config.epochs * len(fold_members), "epochs") as stage:
+        for k in range(len(fold_members)):
+            train_set = [by_id[i] for i in fctrain.training_ids(fold_members, k, config.cross_fit)]
+            manifest["checkpoints"].append(
+                fctrain.train_fold(
+                    train_set, prepared.in_dim, len(prepared.classes), config, run_dir, k, manifest, device, stage
+                )
+            )
+    fcruns.write_manifest(run_dir, manifest)
+    return manifest
+
+
+def _mean_trajectory(trajectories: list) -> Trajectory:
+    return Trajectory(
+        loss=np.mean([t.loss for t in trajectories], axis=0),
+        margin=np.mean([t.margin for t in trajectories], axis=0),
+        final_probs=np.mean([t.final_probs for t in trajectories], axis=0),
+        mean_probs=np.mean([t.mean_probs for t in trajectories], axis=0),
+    )
+
+
+def _replay(run_dir, manifest, sequences, device, progress) -> dict:
+    """Each video in a fold is replayed by that fold's checkpoints; a video in
+    no fold (new since training) by every fold's, averaged over folds."""
+    fold_of = {sid: k for k, members in enumerate(manifest["folds"]) for sid in members}
+    outsiders = [s for s in sequences if s.sample_id not in fold_of]
+    checkpoints = manifest["checkpoints"]
+    total = sum(
+        len(c) for k, c in enumerate(checkpoints) if outsiders or any(fold_of.get(s.sample_id) == k for s in sequences)
+    )
+    trajectories, per_fold = {}, []
+    with progress.stage("replay", total, "checkpoints") as stage:
+        for k, relpaths in enumerate(checkpoints):
+            members = [s for s in sequences if fold_of.get(s.sample_id) == k]
+            todo = members + outsiders
+            if not todo:
+                continue
+            out = replay_fold(todo, relpaths, run_dir, manifest, device, stage)
+            trajectories.update({s.sample_id: out[s.sample_id] for s in members})
+            per_fold.append(out)
+    for s in outsiders:
+        trajectories[s.sample_id] = _mean_trajectory([out[s.sample_id] for out in per_fold])
+    return trajectories
+
+
+def _save_trajectories(run_dir, manifest, sequences, trajectories):
+    os.makedirs(os.path.join(run_dir, "trajectories"), exist_ok=True)
+    for s in sequences:
+        t = trajectories[s.sample_id]
+        relpath = f"trajectories/{s.sample_id}.npz"
+        atomic_save_npz(
+            os.path.join(run_dir, relpath),
+            frame_numbers=s.frame_numbers,
+            labels=s.labels,
+            loss=t.loss,
+            margin=t.margin,
+            final_probs=t.final_probs,
+            mean_probs=t.mean_probs,
+        )
+        fcruns.record_file(run_dir, manifest, relpath)
+        manifest["trajectories"][s.sample_id] = relpath
+    fcruns.write_manifest(run_dir, manifest)
+
+
+def _score_video(sample_id, frame_numbers, labels, trajectory, classes, threshold, peer_scores):
+    scores = fcscores.compute_scores(trajectory, ["csl", *peer_scores])
+    segments = fcflags.suspect_segments(
+        sample_id, frame_numbers, labels, scores["csl"], trajectory.mean_probs, classes, threshold
+    )
+    return VideoScores(sample_id, frame_numbers, labels, scores, trajectory, segments)
+
+
+# --- write-back -------------------------------------------------------------------
+
+
+def _write_scores(dataset, run_key, full_sequences, videos, peer_scores):
+    full_by_id = {s.sample_id: s for s in full_sequences}
+    for name in ["csl", *peer_scores]:
+        field = run_key if name == "csl" else f"{run_key}_{name}"
+        per_sample = {}
+        for sid, v in videos.items():
+            labelled = full_by_id[sid].frame_numbers
+            per_sample[sid] = (labelled, fcfields.spread_to_labelled_frames(v.frame_numbers, v.scores[name], labelled))
+        fcfields.write_frame_scores(dataset, field, per_sample)
+        if name == "csl":
+            fcfields.write_sample_values(
+                dataset, f"{run_key}_max", {sid: float(vals.max()) for sid, (_, vals) in per_sample.items()}
+            )
+            fcfields.write_sample_values(
+                dataset, f"{run_key}_mean", {sid: float(vals.mean()) for sid, (_, vals) in per_sample.items()}
+            )
+    _write_flags(dataset, run_key, videos)
+
+
+def _write_flags(dataset, run_key, videos):
+    fcfields.write_sample_values(
+        dataset,
+        f"{run_key}_errors",
+        {sid: fcfields.suspect_detections(v.segments) for sid, v in videos.items()},
+    )
+
+
+def _register(samples, run_key, run_dir, label_field, prepared, config, threshold, peer_scores, state):
+    run_config = samples.init_run(
+        method=METHOD,
+        state=state,
+        label_field=label_field,
+        csl_field=run_key,
+        run_dir=os.path.abspath(run_dir),
+        classes=prepared.classes,
+        threshold=threshold,
+        peer_scores=list(peer_scores),
+        fields=fcfields.output_fields(run_key, peer_scores),
+        views=fcviews.view_names(run_key),
+        features=prepared.feature_spec,
+        train=config.to_dict(),
+    )
+    samples.register_run(run_key, run_config, overwrite=True)
+
+
+def _save_summary(samples, run_key, videos):
+    results = samples._dataset.init_run_results(
+        run_key,
+        num_videos=len(videos),
+        num_scored_frames=int(sum(len(v.frame_numbers) for v in videos.values())),
+        num_segments=int(sum(len(v.segments) for v in videos.values())),
+    )
+    samples._dataset.save_run_results(run_key, results, overwrite=True)
+
+
+def _clear_previous(dataset, run_key, peer_scores, final_dir):
+    if dataset.has_run(run_key):
+        delete_csl_run(dataset, run_key)
+    else:
+        fcfields.delete_outputs(dataset, fcfields.existing_outputs(dataset, run_key, peer_scores))
+        fcviews.delete_views(dataset, run_key)
+    if os.path.exists(final_dir):
+        fcruns.remove_run_dir(final_dir)
+    os.makedirs(os.path.dirname(final_dir), exist_ok=True)
+
+
+def _staging_dir(final_dir):
+    staging = f"{final_dir}.staging-{os.getpid()}"
+    if os.path.exists(staging):
+        shutil.rmtree(staging)
+    os.makedirs(staging)
+    return staging
+
+
+# --- public steps -------------------------------------------------------------------
+
+
+def compute_features(
+    samples,
+    embeddings_field: str,
+    backbone: str = "efficientnet-lite0",
+    stride: int = 1,
+    backbone_weights: str | None = None,
+    device: str = "auto",
+    cache_dir: str | None = None,
+    overwrite: bool = False,
+    progress=None,
+) -> int:
+    """Computes backbone features of every ``stride``-th frame of every video
+    and stores them in the frame-level vector field ``embeddings_field``.
+
+    Returns the number of frames written.
+    """
+    dataset = samples._dataset
+    _check_options(stride=stride, backbone=backbone)
+    if samples.media_type != "video":
+        raise CSLError(f"fiftyone-csl audits videos; this collection's media type is '{samples.media_type}'")
+    if not isinstance(embeddings_field, str) or not embeddings_field.isidentifier():
+        raise CSLError(f"embeddings_field must be a valid identifier; got {embeddings_field!r}")
+    if embeddings_field in (dataset.get_frame_field_schema() or {}) and not overwrite:
+        raise CSLError(f"frames.{embeddings_field} exists; pass overwrite=True to replace it")
+    ids, paths = samples.values(["id", "filepath"])
+    sequences = [
+        fcseq.VideoSequence(sid, path, np.zeros(0, np.int64), np.zeros(0, np.int64)) for sid, path in zip(ids, paths)
+    ]
+    fcf.check_video_files(sequences)
+    torch_device = resolve_device(device)
+    progress = StagedProgress(progress, {"features": 1})
+    from ..models.backbones import build_backbone
+
+    model = build_backbone(backbone, backbone_weights).to(torch_device)
+    with progress.stage("features", len(sequences), "videos") as stage:
+        for s in sequences:
+            s.frame_numbers, s.features = fcf.video_features(
+                s.filepath, model, backbone, int(stride), torch_device,
+                cache_dir or fcruns.default_cache_dir(), backbone_weights,
+            )  # fmt: skip
+            stage.update()
+    fcf.write_embeddings(dataset, embeddings_field, sequences)
+    return int(sum(len(s.frame_numbers) for s in sequences))
+
+
+def train_checkpoints(
+    samples,
+    label_field: str,
+    csl_field: str = "csl",
+    embeddings_field: str | None = None,
+    *,
+    classes: list | None = None,
+    backbone: str = "efficientnet-lite0",
+    backbone_weights: str | None = None,
+    model: str = "transformer",
+    epochs: int = 30,
+    folds: int = 5,
+    cross_fit: bool = True,
+    stride: int = 1,
+    device: str = "auto",
+    seed: int = 51,
+    run_dir: str | None = None,
+    cache_dir: str | None = None,
+    overwrite: bool = False,
+    progress=None,
+    **train_kwargs,
+) -> str:
+    """Trains the checkpoints of run ``csl_field`` without scoring any frame.
+
+    Registers the run (state ``"trained"``) and returns its run directory;
+    :func:`replay_checkpoints` scores frames with it later, on this or another
+    view. Arguments as in :func:`compute_csl`.
+    """
+    dataset = samples._dataset
+    _check_options(stride, epochs, (), backbone, embeddings_field, model)
+    _validate_key(dataset, csl_field, (), overwrite)
+    config = fctrain.TrainConfig(
+        model=model, epochs=int(epochs), folds=int(folds), cross_fit=bool(cross_fit), seed=int(seed), **train_kwargs
+    )
+    torch_device = resolve_device(device)
+    prepared = _prepare(
+        samples, label_field, classes, _feature_spec(embeddings_field, backbone, backbone_weights, stride)
+    )
+    fctrain.assign_folds([s.sample_id for s in prepared.sequences], config.folds, config.seed, config.cross_fit)
+    final_dir = run_dir or fcruns.default_run_dir(dataset.name, csl_field)
+    staging = _staging_dir(final_dir)
+    progress = StagedProgress(progress, {"features": 4, "train": 4, "write": 0.2})
+    try:
+        _attach_features(prepared, torch_device, cache_dir, progress)
+        _train_into(staging, prepared, config, label_field, torch_device, progress)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    with progress.stage("write", 1, "steps"):
+        _clear_previous(dataset, csl_field, (), final_dir)
+        os.replace(staging, final_dir)
+        _register(samples, csl_field, final_dir, label_field, prepared, config, "auto", (), "trained")
+    return os.path.abspath(final_dir)
+
+
+def replay_checkpoints(
+    samples,
+    csl_field: str = "csl",
+    *,
+    label_field: str | None = None,
+    threshold=None,
+    peer_scores=None,
+    device: str = "auto",
+    cache_dir: str | None = None,
+    progress=None,
+) -> CSLResults:
+    """Replays the checkpoints of run ``csl_field`` over the videos of
+    ``samples`` and writes their scores and flags.
+
+    Videos the run trained on are scored by the checkpoints of their own fold
+    (models that never saw them); other videos by every fold's checkpoints,
+    averaged. The features are computed as in training (same backbone and
+    stride, or the same embeddings field).
+
+    Args:
+        samples: videos to score (a view of the training dataset)
+        csl_field: the run key
+        label_field (None): the labels to score against; default the run's
+        threshold (None): default the run's threshold (``"auto"``: ln C)
+        peer_scores (None): default the run's
+        device, cache_dir, progress: as in :func:`compute_csl`
+    """
+    dataset = samples._dataset
+    config = get_run_config(dataset, csl_field)
+    manifest = fcruns.read_manifest(config.run_dir)
+    label_field = label_field or manifest["label_field"]
+    peer_scores = list(config.peer_scores if peer_scores is None else [p for p in peer_scores if p != "csl"])
+    _check_options(peer_scores=peer_scores)
+    threshold_value = fcflags.resolve_threshold(
+        config.threshold if threshold is None else threshold, len(manifest["classes"])
+    )
+    torch_device = resolve_device(device)
+    prepared = _prepare(samples, label_field, manifest["classes"], manifest["features"])
+    if prepared.classes != manifest["classes"]:
+        raise CSLError("the run's class list changed")
+    if prepared.in_dim != manifest["in_dim"]:
+        raise CSLError(f"features have dimension {prepared.in_dim}; the run's models expect {manifest['in_dim']}")
+    stale = [f for f in fcfields.existing_outputs(dataset, csl_field, peer_scores) if _not_ours(f, config)]
+    if stale:
+        raise CSLError(f"run '{csl_field}' would write into fields it does not own: {stale}")
+    progress = StagedProgress(progress, {"features": 4, "replay": 1.5, "write": 0.5})
+    _attach_features(prepared, torch_device, cache_dir, progress)
+    trajectories = _replay(config.run_dir, manifest, prepared.sequences, torch_device, progress)
+    videos = {
+        s.sample_id: _score_video(
+            s.sample_id,
+            s.frame_numbers,
+            s.labels,
+            trajectories[s.sample_id],
+            prepared.classes,
+            threshold_value,
+            peer_scores,
+        )  # fmt: skip
+        for s in prepared.sequences
+    }
+    with progress.stage("write", 1, "steps"):
+        _save_trajectories(config.run_dir, manifest, prepared.sequences, trajectories)
+        _write_scores(dataset, csl_field, prepared.full_sequences, videos, peer_scores)
+        fcviews.save_views(dataset, csl_field, threshold_value, overwrite=True)
+        config.state = "scored"
+        config.threshold = threshold_value
+        config.peer_scores = peer_scores
+        config.fields = fcfields.output_fields(csl_field, peer_scores)
+        dataset.update_run_config(csl_field, config)
+        _save_summary(dataset, csl_field, _load_videos(dataset, csl_field))
+    return CSLResults(csl_field, config.run_dir, prepared.classes, threshold_value, videos)
+
+
+def _not_ours(field, config):
+    name = field[len("frames.") :] if field.startswith("frames.") else field
+    owned = set(config.fields["frames"]) | set(config.fields["samples"])
+    return name not in owned
+
+
+def flag_errors(samples, csl_field: str = "csl", threshold="auto") -> CSLResults:
+    """Re-flags the scored videos of ``samples`` with a new ``threshold``:
+    rewrites ``<csl_field>_errors`` and the saved views. No model runs."""
+    dataset = samples._dataset
+    config = get_run_config(dataset, csl_field)
+    if config.state != "scored":
+        raise CSLError(f"run '{csl_field}' has no scores yet: replay its checkpoints first")
+    threshold_value = fcflags.resolve_threshold(threshold, len(config.classes))
+    videos = _load_videos(samples, csl_field, threshold_value)
+    if not videos:
+        raise CSLError(f"none of these videos has scores in run '{csl_field}'")
+    _write_flags(dataset, csl_field, videos)
+    fcviews.save_views(dataset, csl_field, threshold_value, overwrite=True)
+    config.threshold = threshold_value
+    dataset.update_run_config(csl_field, config)
+    _save_summary(dataset, csl_field, _load_videos(dataset, csl_field))
+    return CSLResults(csl_field, config.run_dir, config.classes, threshold_value, videos)
 
 
 def compute_csl(
@@ -141,195 +583,63 @@ def compute_csl(
     started = time.time()
     dataset = samples._dataset
     peer_scores = [p for p in peer_scores if p != "csl"]
-    unknown = sorted(set(peer_scores) - set(fcscores.SCORES))
-    if unknown:
-        raise CSLError(f"unknown peer score(s) {unknown}; choose from {sorted(fcscores.SCORES)}")
-    if int(stride) < 1:
-        raise CSLError(f"stride must be >= 1; got {stride}")
-    if int(epochs) < 1:
-        raise CSLError(f"epochs must be >= 1; got {epochs}")
+    _check_options(stride, epochs, peer_scores, backbone, embeddings_field, model)
     _validate_key(dataset, csl_field, peer_scores, overwrite)
-    if embeddings_field is None and backbone not in fcf.BACKBONES:
-        raise CSLError(f"unknown backbone '{backbone}'; choose one of {sorted(fcf.BACKBONES)}")
     config = fctrain.TrainConfig(
         model=model, epochs=int(epochs), folds=int(folds), cross_fit=bool(cross_fit), seed=int(seed), **train_kwargs
     )
-    from ..models import HEADS
-
-    if config.model not in HEADS:
-        raise CSLError(f"unknown model '{config.model}'; choose one of {sorted(HEADS)}")
     torch_device = resolve_device(device)
-
-    # labels -> sequences (all validation happens before anything is written)
-    raw = fcseq.read_raw_labels(samples, label_field)
-    classes = fcseq.resolve_classes(raw, classes)
-    full_sequences = fcseq.build_sequences(raw, classes)
-    sequences = [fcseq.subsample(s, int(stride)) for s in full_sequences]
-    fold_members = fctrain.assign_folds([s.sample_id for s in sequences], config.folds, config.seed, config.cross_fit)
-    if embeddings_field is not None:
-        in_dim = fcf.read_embeddings(samples, embeddings_field, sequences)
-    else:
-        fcf.check_video_files(sequences)
-        in_dim = fcf.BACKBONES[backbone].dim
+    prepared = _prepare(
+        samples, label_field, classes, _feature_spec(embeddings_field, backbone, backbone_weights, stride)
+    )
+    fctrain.assign_folds([s.sample_id for s in prepared.sequences], config.folds, config.seed, config.cross_fit)
     if store_embeddings_field is not None:
         if embeddings_field is not None:
             raise CSLError("store_embeddings_field only applies when a backbone computes the features")
         if store_embeddings_field in (dataset.get_frame_field_schema() or {}) and not overwrite:
             raise CSLError(f"frames.{store_embeddings_field} exists; pass overwrite=True to replace it")
-    threshold_value = fcflags.resolve_threshold(threshold, len(classes))
+    threshold_value = fcflags.resolve_threshold(threshold, len(prepared.classes))
 
     final_dir = run_dir or fcruns.default_run_dir(dataset.name, csl_field)
-    staging = f"{final_dir}.staging-{os.getpid()}"
-    if os.path.exists(staging):
-        shutil.rmtree(staging)
-    os.makedirs(staging)
+    staging = _staging_dir(final_dir)
     progress = StagedProgress(progress, PROGRESS_WEIGHTS)
     try:
-        if embeddings_field is None:
-            with progress.stage("features", len(sequences), "videos") as stage:
-                fcf.attach_backbone_features(
-                    sequences,
-                    backbone,
-                    int(stride),
-                    torch_device,
-                    cache_dir or fcruns.default_cache_dir(),
-                    backbone_weights,
-                    progress_stage=stage,
-                )
-        else:
-            with progress.stage("features", 1, "fields"):
-                pass
-        manifest = {
-            "method": METHOD,
-            "config": config.to_dict(),
-            "classes": classes,
-            "in_dim": in_dim,
-            "label_field": label_field,
-            "features": {
-                "embeddings_field": embeddings_field,
-                "backbone": None if embeddings_field else backbone,
-                "backbone_weights": backbone_weights,
-                "stride": int(stride),
-            },
-            "folds": fold_members,
-            "checkpoints": [],
-            "trajectories": {},
-            "files": {},
-        }
-        by_id = {s.sample_id: s for s in sequences}
-        trajectories = {}
-        with progress.stage("train", config.epochs * len(fold_members), "epochs") as stage:
-            for k in range(len(fold_members)):
-                train_set = [by_id[i] for i in fctrain.training_ids(fold_members, k, config.cross_fit)]
-                manifest["checkpoints"].append(
-                    fctrain.train_fold(
-                        train_set, in_dim, len(classes), config, staging, k, manifest, torch_device, stage
-                    )
-                )
-        with progress.stage("replay", sum(len(c) for c in manifest["checkpoints"]), "checkpoints") as stage:
-            for k, members in enumerate(fold_members):
-                trajectories.update(
-                    replay_fold(
-                        [by_id[i] for i in members], manifest["checkpoints"][k], staging, manifest, torch_device, stage
-                    )
-                )
-        os.makedirs(os.path.join(staging, "trajectories"))
-        videos = {}
-        for s in sequences:
-            t = trajectories[s.sample_id]
-            relpath = f"trajectories/{s.sample_id}.npz"
-            atomic_save_npz(
-                os.path.join(staging, relpath),
-                frame_numbers=s.frame_numbers,
-                labels=s.labels,
-                loss=t.loss,
-                margin=t.margin,
-                final_probs=t.final_probs,
-                mean_probs=t.mean_probs,
-            )
-            fcruns.record_file(staging, manifest, relpath)
-            manifest["trajectories"][s.sample_id] = relpath
-            videos[s.sample_id] = _score_video(
-                s.sample_id, s.frame_numbers, s.labels, t, classes, threshold_value, peer_scores
-            )
-        manifest["threshold"] = threshold_value
-        manifest["peer_scores"] = list(peer_scores)
+        _attach_features(prepared, torch_device, cache_dir, progress)
+        manifest = _train_into(staging, prepared, config, label_field, torch_device, progress)
+        trajectories = _replay(staging, manifest, prepared.sequences, torch_device, progress)
+        _save_trajectories(staging, manifest, prepared.sequences, trajectories)
         manifest["seconds"] = round(time.time() - started, 2)
         fcruns.write_manifest(staging, manifest)
+        videos = {
+            s.sample_id: _score_video(
+                s.sample_id,
+                s.frame_numbers,
+                s.labels,
+                trajectories[s.sample_id],
+                prepared.classes,
+                threshold_value,
+                peer_scores,
+            )  # fmt: skip
+            for s in prepared.sequences
+        }
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
     # write-back: the only part that changes the dataset
     with progress.stage("write", 1, "steps"):
-        if dataset.has_run(csl_field):
-            delete_csl_run(dataset, csl_field)
-        else:
-            fcfields.delete_outputs(dataset, fcfields.existing_outputs(dataset, csl_field, peer_scores))
-            fcviews.delete_views(dataset, csl_field)
-        if os.path.exists(final_dir):
-            fcruns.remove_run_dir(final_dir)
-        os.makedirs(os.path.dirname(final_dir), exist_ok=True)
+        _clear_previous(dataset, csl_field, peer_scores, final_dir)
         os.replace(staging, final_dir)
         if store_embeddings_field is not None:
-            fcf.write_embeddings(dataset, store_embeddings_field, sequences)
-        _write_fields(dataset, csl_field, full_sequences, videos, peer_scores)
-        view_list = fcviews.save_views(dataset, csl_field, threshold_value, overwrite=True)
-        run_config = samples.init_run(
-            method=METHOD,
-            label_field=label_field,
-            csl_field=csl_field,
-            run_dir=os.path.abspath(final_dir),
-            classes=classes,
-            threshold=threshold_value,
-            peer_scores=list(peer_scores),
-            fields=fcfields.output_fields(csl_field, peer_scores),
-            views=view_list,
-            embeddings_field=embeddings_field,
-            backbone=None if embeddings_field else backbone,
-            stride=int(stride),
-            train=config.to_dict(),
-        )
-        samples.register_run(csl_field, run_config, overwrite=True)
-        run_results = samples.init_run_results(
-            csl_field,
-            num_videos=len(videos),
-            num_scored_frames=int(sum(len(v.frame_numbers) for v in videos.values())),
-            num_segments=int(sum(len(v.segments) for v in videos.values())),
-        )
-        samples.save_run_results(csl_field, run_results, overwrite=True)
-    return CSLResults(csl_field, os.path.abspath(final_dir), classes, threshold_value, videos)
+            fcf.write_embeddings(dataset, store_embeddings_field, prepared.sequences)
+        _write_scores(dataset, csl_field, prepared.full_sequences, videos, peer_scores)
+        fcviews.save_views(dataset, csl_field, threshold_value, overwrite=True)
+        _register(samples, csl_field, final_dir, label_field, prepared, config, threshold_value, peer_scores, "scored")
+        _save_summary(samples, csl_field, videos)
+    return CSLResults(csl_field, os.path.abspath(final_dir), prepared.classes, threshold_value, videos)
 
 
-def _score_video(sample_id, frame_numbers, labels, trajectory, classes, threshold, peer_scores):
-    scores = fcscores.compute_scores(trajectory, ["csl", *peer_scores])
-    segments = fcflags.suspect_segments(
-        sample_id, frame_numbers, labels, scores["csl"], trajectory.mean_probs, classes, threshold
-    )
-    return VideoScores(sample_id, frame_numbers, labels, scores, trajectory, segments)
-
-
-def _write_fields(dataset, csl_field, full_sequences, videos, peer_scores):
-    full_by_id = {s.sample_id: s for s in full_sequences}
-    for name in ["csl", *peer_scores]:
-        field = csl_field if name == "csl" else f"{csl_field}_{name}"
-        per_sample = {}
-        for sid, v in videos.items():
-            labelled = full_by_id[sid].frame_numbers
-            per_sample[sid] = (labelled, fcfields.spread_to_labelled_frames(v.frame_numbers, v.scores[name], labelled))
-        fcfields.write_frame_scores(dataset, field, per_sample)
-        if name == "csl":
-            fcfields.write_sample_values(
-                dataset, f"{csl_field}_max", {sid: float(vals.max()) for sid, (_, vals) in per_sample.items()}
-            )
-            fcfields.write_sample_values(
-                dataset, f"{csl_field}_mean", {sid: float(vals.mean()) for sid, (_, vals) in per_sample.items()}
-            )
-    fcfields.write_sample_values(
-        dataset,
-        f"{csl_field}_errors",
-        {sid: fcfields.suspect_detections(v.segments) for sid, v in videos.items()},
-    )
+# --- runs ---------------------------------------------------------------------------
 
 
 def list_csl_runs(samples) -> list:
@@ -345,22 +655,33 @@ def get_run_config(samples, csl_field: str):
     return dataset.get_run_info(csl_field).config
 
 
-def load_csl_results(samples, csl_field: str = "csl") -> CSLResults:
-    """Loads a run's results from its run directory (checked against its manifest)."""
+def _load_videos(samples, csl_field, threshold=None) -> dict:
     config = get_run_config(samples, csl_field)
-    run_dir = config.run_dir
-    manifest = fcruns.read_manifest(run_dir)
-    classes = manifest["classes"]
+    manifest = fcruns.read_manifest(config.run_dir)
+    threshold = config.threshold if threshold is None else threshold
+    threshold = fcflags.resolve_threshold(threshold, len(manifest["classes"]))
+    wanted = set(samples.values("id"))
     videos = {}
     for sid, relpath in manifest["trajectories"].items():
-        with np.load(fcruns.verified_path(run_dir, manifest, relpath)) as data:
+        if sid not in wanted:
+            continue
+        with np.load(fcruns.verified_path(config.run_dir, manifest, relpath)) as data:
             t = Trajectory(
                 loss=data["loss"], margin=data["margin"], final_probs=data["final_probs"], mean_probs=data["mean_probs"]
             )
             videos[sid] = _score_video(
-                sid, data["frame_numbers"], data["labels"], t, classes, manifest["threshold"], manifest["peer_scores"]
+                sid, data["frame_numbers"], data["labels"], t, manifest["classes"], threshold, config.peer_scores
             )
-    return CSLResults(csl_field, run_dir, classes, manifest["threshold"], videos)
+    return videos
+
+
+def load_csl_results(samples, csl_field: str = "csl") -> CSLResults:
+    """Loads a run's results for the videos of ``samples`` from its run
+    directory (every file checked against the manifest)."""
+    config = get_run_config(samples, csl_field)
+    threshold = fcflags.resolve_threshold(config.threshold, len(config.classes))
+    videos = _load_videos(samples, csl_field)
+    return CSLResults(csl_field, config.run_dir, config.classes, threshold, videos)
 
 
 def delete_csl_run(samples, csl_field: str = "csl", delete_files: bool = True) -> None:
@@ -374,8 +695,3 @@ def delete_csl_run(samples, csl_field: str = "csl", delete_files: bool = True) -
     dataset.delete_run(csl_field)
     if delete_files:
         fcruns.remove_run_dir(config.run_dir)
-
-
-def describe_run(samples, csl_field: str = "csl") -> str:
-    config = get_run_config(samples, csl_field)
-    return json.dumps(config.serialize(), indent=2, default=str)

@@ -62,5 +62,7 @@ import fiftyone_csl
 print(f"  torch {torch.__version__}, torchvision {torchvision.__version__}, "
       f"fiftyone {fiftyone.__version__}, av {av.__version__}, cuda={torch.cuda.is_available()}")
 print(f"  ffprobe: {shutil.which('ffprobe')}")
+import fiftyone as fo  # starts the bundled mongod once, to prove it runs here
+print(f"  database: {fo.config.database_dir} ({len(fo.list_datasets())} datasets)")
 PYEOF
 say "done: virtualenv ready at $VENV"
