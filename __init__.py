@@ -12,11 +12,18 @@ This directory is both a FiftyOne plugin (see ``fiftyone.yml``; FiftyOne calls
 
 from .plugin.core import (
     CSLResults,
+    compute_features,
     delete_csl_run,
+    evaluate_detection,
+    flag_errors,
     list_csl_runs,
     load_csl_results,
+    replay_checkpoints,
+    run_summary,
+    train_checkpoints,
 )
 from .plugin.core import compute_csl as _compute_csl
+from .plugin.corrupt import inject_errors
 from .plugin.utils import CSLError
 
 __version__ = "0.1.0"
@@ -113,8 +120,15 @@ __all__ = [
     "CSLError",
     "CSLResults",
     "compute_csl",
+    "compute_features",
     "delete_csl_run",
+    "evaluate_detection",
+    "flag_errors",
+    "inject_errors",
     "list_csl_runs",
     "load_csl_results",
     "register",
+    "replay_checkpoints",
+    "run_summary",
+    "train_checkpoints",
 ]

@@ -1,8 +1,27 @@
-"""FiftyOne operators: thin wrappers, one engine call each."""
+"""FiftyOne operators and the CSL timeline panel: thin wrappers, one engine
+call each."""
 
 from .audit import AuditVideoLabels
+from .delete import DeleteRun
+from .evaluate import EvaluateDetection
+from .features import ComputeFrameFeatures
+from .flag import FlagErrors
+from .inject import InjectErrors
+from .panel import CSLTimelinePanel
+from .replay import ReplayCheckpoints
+from .train import TrainCheckpoints
 
-OPERATORS = [AuditVideoLabels]
+OPERATORS = [
+    AuditVideoLabels,
+    ComputeFrameFeatures,
+    TrainCheckpoints,
+    ReplayCheckpoints,
+    FlagErrors,
+    EvaluateDetection,
+    InjectErrors,
+    DeleteRun,
+    CSLTimelinePanel,
+]
 
 
 def register_operators(p):

@@ -4,44 +4,48 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ..plugin.core import compute_csl
-from .common import audit_inputs, progress_callback, target_view
+from . import common
 
 
 class AuditVideoLabels(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="audit_video_labels",
-            label="CSL: audit video labels",
-            description="Find likely wrong frame labels by their Cumulative Sample Loss",
-            dynamic=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-            default_choice_to_delegated=True,
+        return common.long_running_config(
+            "audit_video_labels",
+            "CSL: audit video labels",
+            "Find likely wrong frame labels by their Cumulative Sample Loss (features, training, replay, flags)",
         )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        audit_inputs(ctx, inputs)
-        return types.Property(inputs, view=types.View(label="Audit video labels (CSL)"))
+        if common.require_video(ctx, inputs) and common.label_field_input(ctx, inputs):
+            common.target_inputs(ctx, inputs)
+            if common.new_key_input(ctx, inputs):
+                common.features_inputs(ctx, inputs)
+                common.training_inputs(ctx, inputs)
+                common.peer_inputs(ctx, inputs)
+                common.threshold_input(ctx, inputs)
+        return types.Property(inputs, view=types.View(label="CSL: audit video labels"))
 
     def execute(self, ctx):
         p = ctx.params
         results = compute_csl(
-            target_view(ctx),
+            ctx.target_view(),
             p["label_field"],
             p.get("csl_field") or "csl",
             p.get("embeddings_field") or None,
-            backbone=p.get("backbone", "efficientnet-lite0"),
-            model=p.get("model", "transformer"),
+            backbone=p.get("backbone") or "efficientnet-lite0",
+            model=p.get("model") or "transformer",
             epochs=p.get("epochs", 30),
             folds=p.get("folds", 5),
+            cross_fit=p.get("cross_fit", True),
             stride=p.get("stride", 1),
+            peer_scores=p.get("peer_scores") or (),
+            threshold=p.get("threshold") if p.get("threshold") is not None else "auto",
             overwrite=p.get("overwrite", False),
-            progress=progress_callback(ctx),
+            progress=common.progress_callback(ctx),
         )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
+        common.reload_if_immediate(ctx)
         return {
             "run_key": results.run_key,
             "videos": len(results.videos),
@@ -58,20 +62,10 @@ class AuditVideoLabels(foo.Operator):
         return types.Property(outputs)
 
     def __call__(
-        self,
-        sample_collection,
-        label_field,
-        csl_field="csl",
-        embeddings_field=None,
-        backbone="efficientnet-lite0",
-        model="transformer",
-        epochs=30,
-        folds=5,
-        stride=1,
-        overwrite=False,
-        delegate=False,
+        self, sample_collection, label_field, csl_field="csl", embeddings_field=None, delegate=False, **kwargs
     ):
-        """Runs the audit through FiftyOne's operator machinery.
+        """Audits the videos of ``sample_collection``: the SDK twin of the App's
+        "CSL: audit video labels".
 
         Example::
 
@@ -82,29 +76,16 @@ class AuditVideoLabels(foo.Operator):
 
         Args:
             sample_collection: a video Dataset or DatasetView
-            label_field: frame-level Classification or sample-level
-                TemporalDetections field
+            label_field: frame-level Classification or sample-level TemporalDetections field
             csl_field ("csl"): run key and field prefix
             embeddings_field (None): frame-level vector field to use as features
-            backbone, model, epochs, folds, stride, overwrite: as in
-                :func:`fiftyone_csl.compute_csl`
             delegate (False): queue a delegated operation instead of running now
+            **kwargs: ``backbone``, ``model``, ``epochs``, ``folds``,
+                ``cross_fit``, ``stride``, ``peer_scores``, ``threshold``,
+                ``overwrite`` as in :func:`fiftyone_csl.compute_csl`
 
         Returns:
-            an ``ExecutionResult`` (or the delegated operation's record)
+            an ``ExecutionResult`` (for delegated runs, the queued operation)
         """
-        dataset = sample_collection._dataset
-        view = sample_collection.view()
-        ctx = dict(dataset=dataset, view=view)
-        params = dict(
-            label_field=label_field,
-            csl_field=csl_field,
-            embeddings_field=embeddings_field,
-            backbone=backbone,
-            model=model,
-            epochs=epochs,
-            folds=folds,
-            stride=stride,
-            overwrite=overwrite,
-        )
-        return foo.execute_operator(self.uri, ctx, params=params, request_delegation=delegate)
+        params = dict(label_field=label_field, csl_field=csl_field, embeddings_field=embeddings_field, **kwargs)
+        return common.execute_twin(self, sample_collection, params, delegate)

@@ -1,11 +1,14 @@
-"""Form builders shared by the operators."""
+"""Form builders and helpers shared by the operators."""
 
 import fiftyone.core.fields as fof
 import fiftyone.core.labels as fol
+import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ..models import HEADS
 from ..models.backbones import BACKBONES
+from ..plugin.core import list_csl_runs
+from ..plugin.scores import SCORES
 
 
 def label_field_choices(view) -> list:
@@ -15,18 +18,13 @@ def label_field_choices(view) -> list:
     return [f"frames.{f}" for f in sorted(frame_fields)] + sorted(sample_fields)
 
 
+def frame_classification_choices(view) -> list:
+    return sorted(view.get_frame_field_schema(embedded_doc_type=fol.Classification) or {})
+
+
 def vector_field_choices(view) -> list:
     schema = view.get_frame_field_schema(ftype=(fof.VectorField, fof.ListField)) or {}
     return sorted(schema)
-
-
-def target_view(ctx):
-    """The view the operator runs on: dataset, current view or selection."""
-    return ctx.target_view()
-
-
-def target_inputs(ctx, inputs):
-    inputs.view_target(ctx)
 
 
 def progress_callback(ctx):
@@ -40,36 +38,97 @@ def progress_callback(ctx):
     return callback
 
 
-def audit_inputs(ctx, inputs) -> bool:
-    """Adds the audit form; returns False when the view has no usable field."""
-    view = ctx.view
-    if view.media_type != "video":
-        inputs.view("warning", types.Warning(label="This operator audits video datasets"))
+def reload_if_immediate(ctx):
+    if not ctx.delegated:
+        ctx.trigger("reload_dataset")
+
+
+def long_running_config(name, label, description):
+    return foo.OperatorConfig(
+        name=name,
+        label=label,
+        description=description,
+        dynamic=True,
+        allow_immediate_execution=True,
+        allow_delegated_execution=True,
+        default_choice_to_delegated=True,
+    )
+
+
+def quick_config(name, label, description):
+    return foo.OperatorConfig(name=name, label=label, description=description, dynamic=True)
+
+
+def execute_twin(operator, sample_collection, params, delegate=False):
+    """What every operator's ``__call__`` does: run through FiftyOne's
+    operator machinery on the collection (a dataset or a view)."""
+    ctx = dict(dataset=sample_collection._dataset, view=sample_collection.view())
+    return foo.execute_operator(operator.uri, ctx, params=params, request_delegation=delegate)
+
+
+def require_video(ctx, inputs) -> bool:
+    if ctx.view.media_type != "video":
+        inputs.view("not_video", types.Warning(label="fiftyone-csl works on video datasets"))
         return False
-    choices = label_field_choices(view)
+    return True
+
+
+def label_field_input(ctx, inputs, name="label_field", label="Label field") -> bool:
+    choices = label_field_choices(ctx.view)
     if not choices:
         inputs.view(
-            "warning",
+            "no_labels",
             types.Warning(
                 label="No label field",
                 description="Needs a frame-level Classification or a sample-level TemporalDetections field",
             ),
         )
         return False
-    target_inputs(ctx, inputs)
-    inputs.enum("label_field", choices, required=True, label="Label field", default=choices[0])
+    inputs.enum(name, choices, required=True, label=label, default=choices[0])
+    return True
+
+
+def new_key_input(ctx, inputs, name="csl_field", default="csl") -> bool:
+    """A run key input that must be an identifier; warns when it exists."""
     inputs.str(
-        "csl_field",
-        default="csl",
+        name,
+        default=default,
         required=True,
         label="Run key / field prefix",
-        description="Writes frames.<key>, <key>_max, <key>_mean, <key>_errors and saved views",
+        description="Writes frames.<key>, <key>_max, <key>_mean, <key>_errors and saved views <key>-...",
     )
-    key = ctx.params.get("csl_field") or "csl"
+    key = ctx.params.get(name) or default
     if not key.isidentifier():
         inputs.view("bad_key", types.Error(label="The run key must be a valid identifier (letters, digits, _)"))
         return False
-    vectors = vector_field_choices(view)
+    if key in ctx.dataset.list_runs():
+        inputs.view(
+            "key_exists",
+            types.Warning(label=f"Run '{key}' exists: tick 'overwrite' to replace it"),
+        )
+    inputs.bool("overwrite", default=False, label="Overwrite an existing run or field with this key")
+    return True
+
+
+def run_key_input(ctx, inputs, name="csl_field", scored_only=False) -> bool:
+    keys = list_csl_runs(ctx.dataset)
+    if scored_only:
+        keys = [k for k in keys if ctx.dataset.get_run_info(k).config.state == "scored"]
+    if not keys:
+        inputs.view(
+            "no_runs",
+            types.Warning(
+                label="No CSL run" + (" with scores" if scored_only else ""),
+                description="Run 'CSL: audit video labels' (or train and replay checkpoints) first",
+            ),
+        )
+        return False
+    inputs.enum(name, keys, required=True, default=keys[0], label="Run key")
+    return True
+
+
+def features_inputs(ctx, inputs):
+    vectors = vector_field_choices(ctx.view)
     inputs.enum(
         "embeddings_field",
         vectors,
@@ -78,9 +137,38 @@ def audit_inputs(ctx, inputs) -> bool:
         description="Frame-level vectors to use as features; leave empty to compute them with a backbone",
     )
     inputs.enum("backbone", sorted(BACKBONES), default="efficientnet-lite0", label="Backbone")
+    inputs.int("stride", default=1, min=1, max=1000, label="Frame stride", description="Score every n-th frame")
+
+
+def training_inputs(ctx, inputs):
     inputs.enum("model", sorted(HEADS), default="transformer", label="Temporal model")
     inputs.int("epochs", default=30, min=1, max=1000, label="Epochs (one checkpoint each)")
     inputs.int("folds", default=5, min=2, max=50, label="Cross-fitting folds")
-    inputs.int("stride", default=1, min=1, max=1000, label="Frame stride")
-    inputs.bool("overwrite", default=False, label="Overwrite an existing run with this key")
-    return True
+    inputs.bool("cross_fit", default=True, label="Cross-fit (score each video with models that never saw it)")
+
+
+def peer_inputs(ctx, inputs):
+    peers = sorted(set(SCORES) - {"csl"})
+    inputs.list(
+        "peer_scores",
+        types.Enum(peers),
+        default=[],
+        required=False,
+        label="Peer scores to write",
+        view=types.AutocompleteView(),
+    )
+
+
+def threshold_input(ctx, inputs):
+    inputs.float(
+        "threshold",
+        required=False,
+        min=0.0,
+        label="CSL threshold (empty: automatic, ln(number of classes))",
+    )
+
+
+def target_inputs(ctx, inputs):
+    """Opts the form into FiftyOne's view-target choice (dataset, current
+    view or selected samples), which resolving the target adds."""
+    ctx.target_view()

@@ -321,14 +321,31 @@ def _register(samples, run_key, run_dir, label_field, prepared, config, threshol
     samples.register_run(run_key, run_config, overwrite=True)
 
 
-def _save_summary(samples, run_key, videos):
-    results = samples._dataset.init_run_results(
+def _save_summary(samples, run_key, videos, evaluation=None):
+    dataset = samples._dataset
+    if evaluation is None:  # keep the last evaluation when only the counts change
+        try:
+            evaluation = getattr(dataset.load_run_results(run_key), "evaluation", None)
+        except Exception:
+            evaluation = None
+    results = dataset.init_run_results(
         run_key,
         num_videos=len(videos),
         num_scored_frames=int(sum(len(v.frame_numbers) for v in videos.values())),
         num_segments=int(sum(len(v.segments) for v in videos.values())),
+        evaluation=evaluation,
     )
-    samples._dataset.save_run_results(run_key, results, overwrite=True)
+    dataset.save_run_results(run_key, results, overwrite=True)
+
+
+def run_summary(samples, csl_field: str = "csl") -> dict:
+    """The stored summary of a run: counts and the last evaluation, if any."""
+    get_run_config(samples, csl_field)
+    results = samples._dataset.load_run_results(csl_field)
+    if results is None:
+        return {}
+    keys = ("num_videos", "num_scored_frames", "num_segments", "evaluation")
+    return {k: getattr(results, k, None) for k in keys}
 
 
 def _clear_previous(dataset, run_key, peer_scores, final_dir):
@@ -637,6 +654,44 @@ def compute_csl(
         _register(samples, csl_field, final_dir, label_field, prepared, config, threshold_value, peer_scores, "scored")
         _save_summary(samples, csl_field, videos)
     return CSLResults(csl_field, os.path.abspath(final_dir), prepared.classes, threshold_value, videos)
+
+
+def evaluate_detection(samples, csl_field: str = "csl", error_field: str = "phase_error", scores=None) -> dict:
+    """Frame AUROC and AP of a run's scores against a ground-truth error field.
+
+    ``error_field`` is a frame-level Classification holding the error type on
+    erroneous frames and nothing on clean ones (as :func:`inject_errors`
+    writes it). The report is stored in the run's results.
+
+    Returns:
+        ``{score: {"all": {...}, "<error type>": {...}}}`` with ``auroc``,
+        ``ap``, ``errors`` and ``frames`` each
+    """
+    from . import metrics
+
+    dataset = samples._dataset
+    config = get_run_config(dataset, csl_field)
+    if error_field not in (dataset.get_frame_field_schema() or {}):
+        raise CSLError(f"error_field 'frames.{error_field}' does not exist")
+    names = ["csl", *config.peer_scores] if scores is None else list(scores)
+    _check_options(peer_scores=[n for n in names if n != "csl"])
+    videos = _load_videos(samples, csl_field)
+    if not videos:
+        raise CSLError(f"none of these videos has scores in run '{csl_field}'")
+    results = CSLResults(csl_field, config.run_dir, config.classes, config.threshold, videos)
+    _, types = metrics.frame_ground_truth(samples, error_field, results)
+    report = {}
+    for name in names:
+        values = np.concatenate(
+            [
+                v.scores[name] if name in v.scores else fcscores.compute_scores(v.trajectory, [name])[name]
+                for v in videos.values()
+            ]
+        )
+        report[name] = metrics.detection_report(values, types)
+    report = {"error_field": error_field, "scores": report}
+    _save_summary(dataset, csl_field, _load_videos(dataset, csl_field), evaluation=report)
+    return report
 
 
 # --- runs ---------------------------------------------------------------------------

@@ -10,6 +10,11 @@ os.environ.setdefault("FIFTYONE_CSL_DIR", os.path.join(_WORK, "csl"))
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
+# FiftyOne finds the plugin (this repository) through a plugins directory
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.makedirs(os.path.join(_WORK, "plugins"))
+os.symlink(ROOT, os.path.join(_WORK, "plugins", "fiftyone-csl"))
+os.environ["FIFTYONE_PLUGINS_DIR"] = os.path.join(_WORK, "plugins")
 
 import pytest  # noqa: E402
 from _common import FAST, SMALL  # noqa: E402

@@ -1,31 +1,106 @@
-"""The plugin loads through FiftyOne and its operator runs the audit."""
+"""The plugin loads through FiftyOne; every operator runs through its SDK twin."""
 
-import os
-
+import fiftyone.operators as foo
+import fiftyone_csl as fcsl
+import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+URI = "@fiftyone-csl/csl/"
+OPERATORS = [
+    "audit_video_labels",
+    "compute_frame_features",
+    "train_checkpoints",
+    "replay_checkpoints",
+    "flag_errors",
+    "evaluate_detection",
+    "inject_errors",
+    "delete_csl_run",
+]
 
 
-@pytest.fixture(scope="module")
-def plugins_dir(tmp_path_factory):
-    import fiftyone as fo
-
-    parent = tmp_path_factory.mktemp("plugins")
-    os.symlink(ROOT, parent / "fiftyone-csl")
-    previous = fo.config.plugins_dir
-    fo.config.plugins_dir = str(parent)
-    yield parent
-    fo.config.plugins_dir = previous
-
-
-def test_audit_operator_is_registered_and_runs(plugins_dir, scratch):
-    import fiftyone.operators as foo
-
-    operator = foo.get_operator("@fiftyone-csl/csl/audit_video_labels")
-    result = operator(scratch, "frames.phase", csl_field="op", embeddings_field="emb", epochs=5, folds=2)
+def _ok(result):
     assert result.error is None, result.error_message
-    assert result.result["run_key"] == "op"
+    return result.result
+
+
+def test_every_operator_and_the_panel_are_registered():
+    for name in OPERATORS:
+        assert foo.get_operator(URI + name).config.name == name
+    assert foo.get_operator(URI + "csl_timeline").config.surfaces == "modal"
+
+
+def test_operators_inject_audit_flag_evaluate_delete(scratch):
+    inject = foo.get_operator(URI + "inject_errors")
+    out = _ok(inject(scratch, "phase_clean", "noisy", rate=0.15, seed=1))
+    assert out["corrupted_frames"] >= 0.15 * scratch.count("frames.phase_clean")
+    assert scratch.values("frames.phase_clean.label") == scratch.values("frames.phase_clean.label")
+
+    audit = foo.get_operator(URI + "audit_video_labels")
+    out = _ok(audit(scratch, "frames.noisy", csl_field="op", embeddings_field="emb", epochs=15, folds=4))
+    assert out["run_key"] == "op" and out["videos"] == len(scratch)
     scratch.reload()
-    assert scratch.count("frames.op") == scratch.count("frames.phase")
-    assert "op-ranked" in scratch.list_saved_views()
+    assert scratch.count("frames.op") == scratch.count("frames.noisy")
+
+    flag = foo.get_operator(URI + "flag_errors")
+    strict = _ok(flag(scratch, "op", threshold=50.0))
+    assert strict["suspect_segments"] == 0 and scratch.count("op_errors.detections") == 0
+    _ok(flag(scratch, "op"))
+    assert scratch.count("op_errors.detections") > 0
+
+    evaluate = foo.get_operator(URI + "evaluate_detection")
+    out = _ok(evaluate(scratch, "op", "noisy_error"))
+    assert "AUROC" in out["report"]
+    report = fcsl.run_summary(scratch, "op")["evaluation"]
+    assert report["error_field"] == "noisy_error"
+    assert report["scores"]["csl"]["all"]["auroc"] >= 0.9
+
+    _ok(foo.get_operator(URI + "delete_csl_run")(scratch, "op"))
+    scratch.reload()
+    assert "op" not in scratch.list_runs() and "op" not in scratch.get_frame_field_schema()
+
+
+def test_operators_train_on_one_view_and_replay_on_another(scratch):
+    train_ids = scratch.take(6, seed=0).values("id")
+    trained_on = scratch.select(train_ids)
+    new_videos = scratch.exclude(train_ids)
+    _ok(foo.get_operator(URI + "train_checkpoints")(trained_on, "frames.phase", "tr", "emb", epochs=10, folds=3))
+    assert fcsl.load_csl_results(scratch, "tr").videos == {}
+    assert "tr" not in scratch.get_frame_field_schema()  # nothing scored yet
+
+    out = _ok(foo.get_operator(URI + "replay_checkpoints")(new_videos, "tr"))
+    assert out["videos"] == len(new_videos)
+    scratch.reload()
+    assert new_videos.count("frames.tr") == new_videos.count("frames.phase")
+    assert trained_on.count("frames.tr") == 0
+    results = fcsl.load_csl_results(scratch, "tr")
+    assert set(results.videos) == set(new_videos.values("id"))
+    assert next(iter(results.videos.values())).trajectory.loss.shape[1] == 10
+
+
+def test_compute_features_operator_matches_the_audit_features(scratch):
+    sample = scratch.first()
+    _ok(foo.get_operator(URI + "compute_frame_features")(scratch.select(sample.id), "feat2", stride=1))
+    sample.reload()
+    # computed by the same backbone on the same file (from the feature cache)
+    np.testing.assert_allclose(sample.frames[3]["feat2"], sample.frames[3]["emb"], rtol=1e-5)
+
+
+def test_inject_errors_refuses_to_touch_existing_fields(scratch):
+    with pytest.raises(fcsl.CSLError, match="exist"):
+        fcsl.inject_errors(scratch, "phase_clean", "phase", "phase_error2")
+    with pytest.raises(fcsl.CSLError, match="differ"):
+        fcsl.inject_errors(scratch, "phase_clean", "phase_clean", overwrite=True)
+
+
+def test_timeline_figure_shades_segments_and_draws_threshold(audited):
+    from fiftyone_csl.operators.panel import timeline_figure
+
+    dataset, results, _ = audited
+    video = max(results.videos.values(), key=lambda v: len(v.segments))
+    given = [results.classes[i] for i in video.labels]
+    traces, layout = timeline_figure(
+        video.frame_numbers, video.scores["csl"], given, given, video.segments, results.threshold, results.classes
+    )
+    assert [t["name"] for t in traces] == ["CSL", "given label", "suggested label"]
+    rects = [s for s in layout["shapes"] if s["type"] == "rect"]
+    assert len(rects) == len(video.segments) > 0

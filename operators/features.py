@@ -1,0 +1,60 @@
+"""Compute frame features with a pretrained backbone into a vector field."""
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from ..models.backbones import BACKBONES
+from ..plugin.core import compute_features
+from . import common
+
+
+class ComputeFrameFeatures(foo.Operator):
+    @property
+    def config(self):
+        return common.long_running_config(
+            "compute_frame_features",
+            "CSL: compute frame features",
+            "Decode every n-th frame and store pretrained backbone features as a frame-level vector field",
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if common.require_video(ctx, inputs):
+            common.target_inputs(ctx, inputs)
+            inputs.str("embeddings_field", default="csl_features", required=True, label="Embeddings field")
+            inputs.enum("backbone", sorted(BACKBONES), default="efficientnet-lite0", label="Backbone")
+            inputs.int("stride", default=1, min=1, max=1000, label="Frame stride")
+            inputs.bool("overwrite", default=False, label="Overwrite the field if it exists")
+        return types.Property(inputs, view=types.View(label="CSL: compute frame features"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        frames = compute_features(
+            ctx.target_view(),
+            p["embeddings_field"],
+            backbone=p.get("backbone") or "efficientnet-lite0",
+            stride=p.get("stride", 1),
+            overwrite=p.get("overwrite", False),
+            progress=common.progress_callback(ctx),
+        )
+        common.reload_if_immediate(ctx)
+        return {"embeddings_field": p["embeddings_field"], "frames": frames}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("embeddings_field", label="Field")
+        outputs.int("frames", label="Frames written")
+        return types.Property(outputs)
+
+    def __call__(self, sample_collection, embeddings_field="csl_features", delegate=False, **kwargs):
+        """Stores backbone features of every ``stride``-th frame in
+        ``frames.<embeddings_field>``.
+
+        Args:
+            sample_collection: a video Dataset or DatasetView
+            embeddings_field ("csl_features"): the frame-level field to write
+            delegate (False): queue a delegated operation instead of running now
+            **kwargs: ``backbone``, ``stride``, ``overwrite``
+        """
+        params = dict(embeddings_field=embeddings_field, **kwargs)
+        return common.execute_twin(self, sample_collection, params, delegate)

@@ -1,0 +1,67 @@
+"""Train checkpoints (one per epoch) without scoring frames."""
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from ..plugin.core import train_checkpoints
+from . import common
+
+
+class TrainCheckpoints(foo.Operator):
+    @property
+    def config(self):
+        return common.long_running_config(
+            "train_checkpoints",
+            "CSL: train checkpoints",
+            "Train the temporal model with a checkpoint per epoch; replay them later on any view",
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if common.require_video(ctx, inputs) and common.label_field_input(ctx, inputs):
+            common.target_inputs(ctx, inputs)
+            if common.new_key_input(ctx, inputs):
+                common.features_inputs(ctx, inputs)
+                common.training_inputs(ctx, inputs)
+        return types.Property(inputs, view=types.View(label="CSL: train checkpoints"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        run_dir = train_checkpoints(
+            ctx.target_view(),
+            p["label_field"],
+            p.get("csl_field") or "csl",
+            p.get("embeddings_field") or None,
+            backbone=p.get("backbone") or "efficientnet-lite0",
+            model=p.get("model") or "transformer",
+            epochs=p.get("epochs", 30),
+            folds=p.get("folds", 5),
+            cross_fit=p.get("cross_fit", True),
+            stride=p.get("stride", 1),
+            overwrite=p.get("overwrite", False),
+            progress=common.progress_callback(ctx),
+        )
+        return {"run_key": p.get("csl_field") or "csl", "run_dir": run_dir}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("run_key", label="Run key")
+        outputs.str("run_dir", label="Checkpoints in")
+        return types.Property(outputs)
+
+    def __call__(
+        self, sample_collection, label_field, csl_field="csl", embeddings_field=None, delegate=False, **kwargs
+    ):
+        """Trains the checkpoints of run ``csl_field`` on ``sample_collection``.
+
+        Args:
+            sample_collection: a video Dataset or DatasetView
+            label_field: frame-level Classification or sample-level TemporalDetections field
+            csl_field ("csl"): run key
+            embeddings_field (None): frame-level vector field to use as features
+            delegate (False): queue a delegated operation instead of running now
+            **kwargs: ``backbone``, ``model``, ``epochs``, ``folds``,
+                ``cross_fit``, ``stride``, ``overwrite``
+        """
+        params = dict(label_field=label_field, csl_field=csl_field, embeddings_field=embeddings_field, **kwargs)
+        return common.execute_twin(self, sample_collection, params, delegate)
