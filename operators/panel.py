@@ -40,10 +40,13 @@ def timeline_figure(frame_numbers, csl, given, suggested, segments, threshold, c
         }
     ]  # fmt: skip
     layout = {
-        "title": "CSL over frames (shaded: suspect segments; dotted: threshold)",
-        "xaxis": {"title": "frame"},
-        "yaxis": {"title": "CSL", "domain": [0.42, 1.0]},
-        "yaxis2": {"domain": [0.0, 0.32], "type": "category", "categoryarray": classes, "title": "label"},
+        "title": {"text": "CSL over frames (shaded: suspect segments; dotted: threshold)"},
+        "width": 960,
+        "height": 600,
+        "margin": {"l": 90, "r": 20, "t": 40, "b": 40},
+        "xaxis": {"title": {"text": "frame"}},
+        "yaxis": {"title": {"text": "CSL"}, "domain": [0.42, 1.0]},
+        "yaxis2": {"domain": [0.0, 0.32], "type": "category", "categoryorder": "array", "categoryarray": classes},
         "shapes": shapes,
         "showlegend": True,
         "legend": {"orientation": "h"},
@@ -106,5 +109,9 @@ class CSLTimelinePanel(foo.Panel):
             panel.md(EMPTY_MESSAGE, name="empty")
         else:
             panel.md(ctx.panel.state.summary or "", name="summary")
-            panel.plot("timeline", layout=ctx.panel.state.layout, config={"displayModeBar": False})
+            panel.plot(
+                "timeline",
+                layout=ctx.panel.state.layout,
+                config={"displayModeBar": False},
+            )
         return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100))

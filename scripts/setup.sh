@@ -16,6 +16,13 @@ else
     say "ffmpeg found: $(command -v ffmpeg)"
 fi
 
+if [ "${1:-}" = "--with-browser" ] && ! command -v chromium >/dev/null 2>&1; then
+    say "installing Chromium (Debian packages 'chromium', 'chromium-driver') for the App tests"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
     say "creating virtualenv at $VENV"
     python3 -m venv "$VENV"

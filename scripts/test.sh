@@ -3,7 +3,7 @@
 # isolated, throw-away database.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$ROOT/scripts/setup.sh"
+bash "$ROOT/scripts/setup.sh" --with-browser
 source "$ROOT/scripts/env.sh"
 PY="${FCSL_VENV:-$ROOT/.venv}/bin/python"
 WORK="$(mktemp -d -t fcsl-test-XXXXXX)"
