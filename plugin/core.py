@@ -19,6 +19,7 @@ import numpy as np
 from . import features as fcf
 from . import fields as fcfields
 from . import flags as fcflags
+from . import peers as fcpeers
 from . import runs as fcruns
 from . import scores as fcscores
 from . import sequences as fcseq
@@ -96,9 +97,10 @@ class CSLResults:
 def _check_options(stride=1, epochs=1, peer_scores=(), backbone=None, embeddings_field=None, model=None):
     from ..models import HEADS
 
-    unknown = sorted(set(peer_scores) - set(fcscores.SCORES))
+    known = set(fcscores.SCORES) | {"mistakenness"}
+    unknown = sorted(set(peer_scores) - known)
     if unknown:
-        raise CSLError(f"unknown peer score(s) {unknown}; choose from {sorted(fcscores.SCORES)}")
+        raise CSLError(f"unknown peer score(s) {unknown}; choose from {sorted(known)}")
     if int(stride) < 1:
         raise CSLError(f"stride must be >= 1; got {stride}")
     if int(epochs) < 1:
@@ -266,7 +268,8 @@ def _save_trajectories(run_dir, manifest, sequences, trajectories):
 
 
 def _score_video(sample_id, frame_numbers, labels, trajectory, classes, threshold, peer_scores):
-    scores = fcscores.compute_scores(trajectory, ["csl", *peer_scores])
+    names = ["csl", *[p for p in peer_scores if p in fcscores.SCORES]]
+    scores = fcscores.compute_scores(trajectory, names, labels)
     segments = fcflags.suspect_segments(
         sample_id, frame_numbers, labels, scores["csl"], trajectory.mean_probs, classes, threshold
     )
@@ -276,10 +279,19 @@ def _score_video(sample_id, frame_numbers, labels, trajectory, classes, threshol
 # --- write-back -------------------------------------------------------------------
 
 
+def _add_mistakenness(samples, run_key, label_field, videos, classes, peer_scores):
+    """fiftyone-brain writes its own field; its values join the results."""
+    if "mistakenness" not in peer_scores:
+        return
+    values = fcpeers.brain_mistakenness(samples, run_key, label_field, videos, classes)
+    for sid, video in videos.items():
+        video.scores["mistakenness"] = values[sid]
+
+
 def _write_scores(dataset, run_key, full_sequences, videos, peer_scores):
     full_by_id = {s.sample_id: s for s in full_sequences}
-    for name in ["csl", *peer_scores]:
-        field = run_key if name == "csl" else f"{run_key}_{name}"
+    for name in ["csl", *[p for p in peer_scores if p != "mistakenness"]]:
+        field = fcfields.score_field(run_key, name)
         per_sample = {}
         for sid, v in videos.items():
             labelled = full_by_id[sid].frame_numbers
@@ -352,6 +364,7 @@ def _clear_previous(dataset, run_key, peer_scores, final_dir):
     if dataset.has_run(run_key):
         delete_csl_run(dataset, run_key)
     else:
+        fcpeers.delete_brain_outputs(dataset, run_key)
         fcfields.delete_outputs(dataset, fcfields.existing_outputs(dataset, run_key, peer_scores))
         fcviews.delete_views(dataset, run_key)
     if os.path.exists(final_dir):
@@ -532,6 +545,7 @@ def replay_checkpoints(
     }
     with progress.stage("write", 1, "steps"):
         _save_trajectories(config.run_dir, manifest, prepared.sequences, trajectories)
+        _add_mistakenness(samples, csl_field, label_field, videos, prepared.classes, peer_scores)
         _write_scores(dataset, csl_field, prepared.full_sequences, videos, peer_scores)
         fcviews.save_views(dataset, csl_field, threshold_value, overwrite=True)
         config.state = "scored"
@@ -649,6 +663,7 @@ def compute_csl(
         os.replace(staging, final_dir)
         if store_embeddings_field is not None:
             fcf.write_embeddings(dataset, store_embeddings_field, prepared.sequences)
+        _add_mistakenness(samples, csl_field, label_field, videos, prepared.classes, peer_scores)
         _write_scores(dataset, csl_field, prepared.full_sequences, videos, peer_scores)
         fcviews.save_views(dataset, csl_field, threshold_value, overwrite=True)
         _register(samples, csl_field, final_dir, label_field, prepared, config, threshold_value, peer_scores, "scored")
@@ -684,7 +699,7 @@ def evaluate_detection(samples, csl_field: str = "csl", error_field: str = "phas
     for name in names:
         values = np.concatenate(
             [
-                v.scores[name] if name in v.scores else fcscores.compute_scores(v.trajectory, [name])[name]
+                v.scores[name] if name in v.scores else fcscores.compute_scores(v.trajectory, [name], v.labels)[name]
                 for v in videos.values()
             ]
         )
@@ -727,6 +742,14 @@ def _load_videos(samples, csl_field, threshold=None) -> dict:
             videos[sid] = _score_video(
                 sid, data["frame_numbers"], data["labels"], t, manifest["classes"], threshold, config.peer_scores
             )
+    if "mistakenness" in config.peer_scores and videos:
+        field = fcpeers.mistakenness_field(csl_field)
+        ids, fns, values = samples.select(list(videos)).values(["id", "frames.frame_number", f"frames.{field}"])
+        lookup = {sid: dict(zip(fn, val)) for sid, fn, val in zip(ids, fns, values)}
+        for sid, video in videos.items():
+            video.scores["mistakenness"] = np.array(
+                [lookup.get(sid, {}).get(int(f)) or 0.0 for f in video.frame_numbers], dtype=np.float32
+            )
     return videos
 
 
@@ -745,6 +768,7 @@ def delete_csl_run(samples, csl_field: str = "csl", delete_files: bool = True) -
     dataset = samples._dataset
     config = get_run_config(dataset, csl_field)
     fields = config.fields
+    fcpeers.delete_brain_outputs(dataset, csl_field)  # the brain deletes its own field
     fcfields.delete_outputs(dataset, [f"frames.{f}" for f in fields["frames"]] + list(fields["samples"]))
     fcviews.delete_views(dataset, csl_field)
     dataset.delete_run(csl_field)

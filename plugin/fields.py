@@ -7,9 +7,19 @@ place: :func:`output_fields`.
 import numpy as np
 
 
+def score_field(csl_field: str, name: str) -> str:
+    """The frame field of score ``name``: ``csl`` -> ``<csl_field>``,
+    ``csl_smooth`` -> ``<csl_field>_smooth``, ``aum`` -> ``<csl_field>_aum``."""
+    if name == "csl":
+        return csl_field
+    return f"{csl_field}_{name.removeprefix('csl_')}"
+
+
 def output_fields(csl_field: str, peer_scores=()) -> dict:
     """``{"frames": [...], "samples": [...]}``: every field a run writes."""
-    frames = [csl_field] + [f"{csl_field}_{name}" for name in peer_scores]
+    frames = [score_field(csl_field, name) for name in ["csl", *peer_scores]]
+    if "mistakenness" in peer_scores:  # the brain scores predictions stored here
+        frames.append(f"{csl_field}_predictions")
     samples = [f"{csl_field}_max", f"{csl_field}_mean", f"{csl_field}_errors"]
     return {"frames": frames, "samples": samples}
 

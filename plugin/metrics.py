@@ -43,3 +43,157 @@ def detection_report(scores: np.ndarray, error_types: np.ndarray) -> dict:
         keep = (error_types == "") | (error_types == kind)
         report[kind] = frame_auroc_ap(scores[keep], error_types[keep] == kind)
     return report
+
+
+# --- segment-level error detection -------------------------------------------
+
+
+def _runs(labels: np.ndarray):
+    labels = np.asarray(labels)
+    change = np.flatnonzero(np.diff(labels)) + 1
+    bounds = np.concatenate([[0], change, [len(labels)]]).astype(int)
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def segment_truth_and_scores(given_labels, is_error, scores):
+    """Segments of one video (runs of one given label) with their truth
+    (most of their frames are errors) and score (mean frame score)."""
+    truth, seg_scores = [], []
+    for a, b in _runs(given_labels):
+        truth.append(bool(np.mean(is_error[a:b]) > 0.5))
+        seg_scores.append(float(np.mean(scores[a:b])))
+    return np.array(truth), np.array(seg_scores)
+
+
+def eda(videos, threshold: float) -> float:
+    """Error Detection Accuracy at a fixed threshold (the clean definition).
+
+    The annotation of each video is cut into segments (runs of one given
+    label; an injected error is such a run). A segment is erroneous when more
+    than half of its frames are errors, and flagged when its mean score
+    exceeds ``threshold``. EDA is the fraction of segments, over all videos,
+    whose flag matches their truth.
+
+    Args:
+        videos: iterable of ``(given_labels (T,), is_error (T,), scores (T,))``
+    """
+    hits, total = 0, 0
+    for labels, is_error, scores in videos:
+        truth, seg = segment_truth_and_scores(labels, np.asarray(is_error, bool), np.asarray(scores))
+        hits += int(((seg > threshold) == truth).sum())
+        total += len(truth)
+    return hits / total if total else float("nan")
+
+
+def eda_sweep(videos, num_thresholds: int = 101) -> dict:
+    """EgoPER-compatible EDA: the best EDA over a sweep of thresholds spread
+    over the segment scores' range (an oracle threshold, hence optimistic).
+
+    Returns ``{"eda": best, "threshold": its threshold}``.
+    """
+    videos = list(videos)
+    seg_scores = np.concatenate(
+        [segment_truth_and_scores(l, np.asarray(e, bool), np.asarray(s))[1] for l, e, s in videos]
+    )
+    if len(seg_scores) == 0:
+        return {"eda": float("nan"), "threshold": float("nan")}
+    grid = np.quantile(seg_scores, np.linspace(0, 1, num_thresholds))
+    grid = np.concatenate([[seg_scores.min() - 1.0], grid])
+    values = [eda(videos, t) for t in grid]
+    best = int(np.argmax(values))
+    return {"eda": float(values[best]), "threshold": float(grid[best])}
+
+
+# --- segmentation quality of the model (MS-TCN conventions) -----------------------
+
+
+def _segments_with_labels(labels):
+    return [(int(labels[a]), a, b) for a, b in _runs(labels)]
+
+
+def edit_score(predicted, truth) -> float:
+    """Segmental edit score in [0, 100]: 100 * (1 - normalised Levenshtein
+    distance between the sequences of segment labels)."""
+    p = [s[0] for s in _segments_with_labels(np.asarray(predicted))]
+    t = [s[0] for s in _segments_with_labels(np.asarray(truth))]
+    d = np.zeros((len(p) + 1, len(t) + 1))
+    d[:, 0] = np.arange(len(p) + 1)
+    d[0, :] = np.arange(len(t) + 1)
+    for i in range(1, len(p) + 1):
+        for j in range(1, len(t) + 1):
+            d[i, j] = min(d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (p[i - 1] != t[j - 1]))
+    return float(100.0 * (1.0 - d[-1, -1] / max(len(p), len(t), 1)))
+
+
+def f1_at_overlap(predicted, truth, overlap: float):
+    """``(true positives, false positives, false negatives)`` of predicted
+    segments matched to unused truth segments of the same label with IoU >=
+    ``overlap`` (sum these over videos, then compute F1)."""
+    p = _segments_with_labels(np.asarray(predicted))
+    t = _segments_with_labels(np.asarray(truth))
+    used = np.zeros(len(t), bool)
+    tp = fp = 0
+    for label, a, b in p:
+        best, best_j = 0.0, -1
+        for j, (tl, ta, tb) in enumerate(t):
+            if tl != label:
+                continue
+            inter = max(0, min(b, tb) - max(a, ta))
+            union = max(b, tb) - min(a, ta)
+            iou = inter / union if union else 0.0
+            if iou > best:
+                best, best_j = iou, j
+        if best >= overlap and not used[best_j]:
+            tp += 1
+            used[best_j] = True
+        else:
+            fp += 1
+    return tp, fp, int((~used).sum())
+
+
+def segmentation_report(pairs, overlaps=(0.10, 0.25, 0.50)) -> dict:
+    """F1@{10,25,50}, Edit and frame accuracy of predicted vs true labels.
+
+    Args:
+        pairs: iterable of ``(predicted (T,), truth (T,))`` per video
+    """
+    pairs = list(pairs)
+    report = {}
+    for k in overlaps:
+        tp = fp = fn = 0
+        for pred, truth in pairs:
+            a, b, c = f1_at_overlap(pred, truth, k)
+            tp, fp, fn = tp + a, fp + b, fn + c
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        report[f"f1@{int(round(k * 100))}"] = (
+            100.0 * 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        )
+    report["edit"] = float(np.mean([edit_score(p, t) for p, t in pairs])) if pairs else float("nan")
+    frames = sum(len(t) for _, t in pairs)
+    report["accuracy"] = 100.0 * sum(int((np.asarray(p) == np.asarray(t)).sum()) for p, t in pairs) / max(frames, 1)
+    return report
+
+
+def type_accuracy(segments, error_types_by_video) -> dict:
+    """How often a flagged segment's error type matches the injected one.
+
+    Args:
+        segments: suspect segments (with ``sample_id``, ``start``, ``stop``,
+            ``error_type``)
+        error_types_by_video: ``{sample_id: (T,) injected type or ""}``
+
+    Returns:
+        ``{"accuracy", "segments"}`` over flagged segments that overlap an
+        injected error (majority injected type of their frames)
+    """
+    hits = total = 0
+    for s in segments:
+        types = np.asarray(error_types_by_video[s.sample_id][s.start : s.stop])
+        injected = types[types != ""]
+        if len(injected) == 0:
+            continue
+        values, counts = np.unique(injected, return_counts=True)
+        total += 1
+        hits += int(values[counts.argmax()] == s.error_type)
+    return {"accuracy": hits / total if total else float("nan"), "segments": total}

@@ -1,0 +1,72 @@
+"""Peer scores that need FiftyOne: fiftyone-brain's mistakenness.
+
+The last checkpoint's (out-of-fold) predictions are written as frame-level
+Classifications with logits, then ``fiftyone.brain.compute_mistakenness``
+scores the given labels against them, as a FiftyOne user would do by hand.
+"""
+
+import numpy as np
+
+from .utils import CSLError
+
+
+def prediction_field(run_key: str) -> str:
+    return f"{run_key}_predictions"
+
+
+def mistakenness_field(run_key: str) -> str:
+    from .fields import score_field
+
+    return score_field(run_key, "mistakenness")
+
+
+def brain_mistakenness(samples, run_key: str, label_field: str, videos: dict, classes: list) -> dict:
+    """Runs fiftyone-brain's mistakenness on the scored frames of ``videos``.
+
+    Writes ``frames.<run_key>_predictions`` and (through the brain)
+    ``frames.<run_key>_mistakenness`` plus a brain run of that key. Returns
+    ``{sample_id: (T,) mistakenness}`` on each video's scored frames.
+    """
+    import fiftyone as fo
+    import fiftyone.brain as fob
+
+    from .sequences import label_field_kind, strip_frames_prefix
+
+    if label_field_kind(samples, label_field) != "frames":
+        raise CSLError("the 'mistakenness' peer needs a frame-level Classification label field")
+    dataset = samples._dataset
+    pred_field = prediction_field(run_key)
+    values = {}
+    for sid, video in videos.items():
+        probs = np.clip(video.trajectory.final_probs, 1e-12, 1.0)
+        values[sid] = {
+            int(f): fo.Classification(
+                label=classes[int(p.argmax())], confidence=float(p.max()), logits=np.log(p).tolist()
+            )
+            for f, p in zip(video.frame_numbers, probs)
+        }
+    dataset.set_values(f"frames.{pred_field}", values, key_field="id")
+    key = mistakenness_field(run_key)
+    if key in dataset.list_brain_runs():
+        dataset.delete_brain_run(key)
+    scored = dataset.select(list(videos))
+    fob.compute_mistakenness(
+        scored,
+        f"frames.{pred_field}",
+        f"frames.{strip_frames_prefix(label_field)}",
+        mistakenness_field=key,
+        use_logits=True,
+        progress=False,
+    )
+    ids, fns, values = scored.values(["id", "frames.frame_number", f"frames.{key}"])
+    lookup = {sid: dict(zip(fn, val)) for sid, fn, val in zip(ids, fns, values)}
+    return {
+        sid: np.array([lookup[sid].get(int(f)) or 0.0 for f in video.frame_numbers], dtype=np.float32)
+        for sid, video in videos.items()
+    }
+
+
+def delete_brain_outputs(dataset, run_key: str) -> None:
+    key = mistakenness_field(run_key)
+    if key in dataset.list_brain_runs():
+        dataset.delete_brain_run(key)
