@@ -12,6 +12,7 @@ This directory is both a FiftyOne plugin (see ``fiftyone.yml``; FiftyOne calls
 
 from .plugin.core import (
     CSLResults,
+    compute_csl_arrays,
     compute_features,
     delete_csl_run,
     evaluate_detection,
@@ -120,6 +121,7 @@ __all__ = [
     "CSLError",
     "CSLResults",
     "compute_csl",
+    "compute_csl_arrays",
     "compute_features",
     "delete_csl_run",
     "evaluate_detection",

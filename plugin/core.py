@@ -774,3 +774,81 @@ def delete_csl_run(samples, csl_field: str = "csl", delete_files: bool = True) -
     dataset.delete_run(csl_field)
     if delete_files:
         fcruns.remove_run_dir(config.run_dir)
+
+
+def compute_csl_arrays(
+    features: list,
+    labels: list,
+    classes: list | None = None,
+    names: list | None = None,
+    *,
+    model: str = "transformer",
+    epochs: int = 30,
+    folds: int = 5,
+    cross_fit: bool = True,
+    threshold="auto",
+    peer_scores: list | tuple = (),
+    device: str = "auto",
+    seed: int = 51,
+    run_dir: str | None = None,
+    progress=None,
+    **train_kwargs,
+) -> CSLResults:
+    """CSL on plain sequences, beneath the FiftyOne layer.
+
+    The same training, replay, scores and flags as :func:`compute_csl`, for
+    non-video data or precomputed features.
+
+    Args:
+        features: one (T_i, D) float array per sequence
+        labels: one (T_i,) array of class indices per sequence
+        classes (None): class names; default ``["0", "1", ...]``
+        names (None): sequence names (the keys of ``results.videos``)
+        run_dir (None): where checkpoints go; default a temporary directory
+            that is removed afterwards
+        others: as in :func:`compute_csl`
+
+    Returns:
+        a :class:`CSLResults`
+    """
+    import tempfile
+
+    peer_scores = [p for p in peer_scores if p != "csl"]
+    if "mistakenness" in peer_scores:
+        raise CSLError("the 'mistakenness' peer needs a FiftyOne collection")
+    _check_options(1, epochs, peer_scores, None, "arrays", model)
+    sequences = fcseq.sequences_from_arrays(features, labels, names)
+    dims = {s.features.shape[1] for s in sequences}
+    if len(dims) != 1:
+        raise CSLError(f"features of inconsistent dimension: {sorted(dims)}")
+    for s in sequences:
+        if not np.isfinite(s.features).all():
+            raise CSLError(f"features of {s.sample_id} contain NaN or infinite values")
+    num_classes = int(max(int(s.labels.max()) for s in sequences)) + 1
+    classes = list(classes) if classes is not None else [str(i) for i in range(num_classes)]
+    if len(classes) < max(num_classes, 2):
+        raise CSLError(f"need at least 2 classes and one name per class index; got {classes}")
+    config = fctrain.TrainConfig(
+        model=model, epochs=int(epochs), folds=int(folds), cross_fit=bool(cross_fit), seed=int(seed), **train_kwargs
+    )
+    fctrain.assign_folds([s.sample_id for s in sequences], config.folds, config.seed, config.cross_fit)
+    prepared = _Prepared(classes, sequences, sequences, dims.pop(), _feature_spec("arrays", None, None, 1))
+    threshold_value = fcflags.resolve_threshold(threshold, len(classes))
+    torch_device = resolve_device(device)
+    progress = StagedProgress(progress, {"train": 4, "replay": 1.5})
+    owned = run_dir is None
+    run_dir = run_dir or tempfile.mkdtemp(prefix="fcsl-arrays-")
+    os.makedirs(run_dir, exist_ok=True)
+    try:
+        manifest = _train_into(run_dir, prepared, config, None, torch_device, progress)
+        trajectories = _replay(run_dir, manifest, sequences, torch_device, progress)
+    finally:
+        if owned:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    videos = {
+        s.sample_id: _score_video(
+            s.sample_id, s.frame_numbers, s.labels, trajectories[s.sample_id], classes, threshold_value, peer_scores
+        )
+        for s in sequences
+    }
+    return CSLResults("arrays", None if owned else run_dir, classes, threshold_value, videos)

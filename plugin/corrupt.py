@@ -89,6 +89,37 @@ def inject_boundary(labels, rng, shift=(3, 10)):
     return labels, mask
 
 
+def inject_into_sequences(labels_list: list, kinds, rate: float, num_classes: int, rng):
+    """Injects errors into label sequences until ``rate`` of all frames are
+    corrupted: random sequences, one error each, cycling through ``kinds``
+    (sequences are reused once every one has an error).
+
+    Returns:
+        ``(new_labels_list, error_types_list)``: per sequence, the labels with
+        errors and an object array with the error type of each frame (``""``
+        on clean frames)
+    """
+    labels_list = [np.asarray(l).copy() for l in labels_list]
+    types_list = [np.full(len(l), "", dtype=object) for l in labels_list]
+    total = sum(len(l) for l in labels_list)
+    corrupted, attempts, k = 0, 0, 0
+    order = list(rng.permutation(len(labels_list)))
+    while corrupted < rate * total and attempts < 20 * len(labels_list):
+        if not order:
+            order = list(rng.permutation(len(labels_list)))
+        i = order.pop()
+        kind = kinds[k % len(kinds)]
+        new_labels, mask = inject(labels_list[i], kind, num_classes, rng)
+        attempts += 1
+        if not mask.any():
+            continue
+        k += 1
+        corrupted += int((mask & (types_list[i] == "")).sum())
+        labels_list[i] = new_labels
+        types_list[i][mask] = kind
+    return labels_list, types_list
+
+
 def inject(labels, kind: str, num_classes: int, rng):
     """Injects one error of ``kind``; returns ``(new_labels, error_mask)``."""
     if kind == "mislabel":
@@ -156,27 +187,13 @@ def inject_errors(
     for sid, fn, lab in zip(ids, fns, labels):
         pairs = sorted((f, l) for f, l in zip(fn or [], lab or []) if l is not None)
         if pairs:
-            numbers = np.array([p[0] for p in pairs])
-            videos.append([sid, numbers, np.array([index[p[1]] for p in pairs]), np.full(len(pairs), "", dtype=object)])
+            videos.append((sid, np.array([p[0] for p in pairs]), np.array([index[p[1]] for p in pairs])))
     if not videos:
         raise CSLError("no labelled frames to corrupt")
-    total = sum(len(v[1]) for v in videos)
-    rng = np.random.default_rng(seed)
-    corrupted, attempts, k = 0, 0, 0
-    order = list(rng.permutation(len(videos)))
-    while corrupted < rate * total and attempts < 20 * len(videos):
-        if not order:
-            order = list(rng.permutation(len(videos)))
-        video = videos[order.pop()]
-        kind = kinds[k % len(kinds)]
-        new_labels, mask = inject(video[2], kind, len(classes), rng)
-        attempts += 1
-        if not mask.any():
-            continue
-        k += 1
-        corrupted += int((mask & (video[3] == "")).sum())
-        video[2] = new_labels
-        video[3][mask] = kind
+    corrupted, types_list = inject_into_sequences(
+        [v[2] for v in videos], kinds, rate, len(classes), np.random.default_rng(seed)
+    )
+    videos = [(sid, numbers, given, types) for (sid, numbers, _), given, types in zip(videos, corrupted, types_list)]
     out_values, error_values, counts = {}, {}, {}
     for sid, numbers, given, types in videos:
         out_values[sid] = {int(f): fo.Classification(label=classes[c]) for f, c in zip(numbers, given)}
