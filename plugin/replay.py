@@ -44,11 +44,29 @@ def load_checkpoint(run_dir: str, manifest: dict, relpath: str, model: torch.nn.
 
 
 @torch.no_grad()
-def _logits(model, features: np.ndarray, max_frames: int, device) -> torch.Tensor:
-    # features: (T, D) -> logits (T, C); long videos go window by window, as in training
-    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(device)
-    outputs = [model(x[start : start + max_frames][None])[0] for start in range(0, len(x), max_frames)]
-    return torch.cat(outputs).float()
+def _batch_logits(model, batch: list, max_frames: int, device) -> list:
+    """Logits (T_i, C) of each sequence in ``batch``, computed together.
+
+    Long sequences are cut into windows of ``max_frames`` (as in training);
+    windows are padded to a common length and masked, so the result does not
+    depend on how sequences are batched.
+    """
+    windows, owners = [], []
+    for i, s in enumerate(batch):
+        for start in range(0, len(s), max_frames):
+            windows.append(s.features[start : start + max_frames])
+            owners.append(i)
+    length = max(len(w) for w in windows)
+    x = np.zeros((len(windows), length, windows[0].shape[1]), dtype=np.float32)
+    mask = np.zeros((len(windows), length), dtype=bool)
+    for j, w in enumerate(windows):
+        x[j, : len(w)] = w
+        mask[j, : len(w)] = True
+    logits = model(torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device)).float()  # (W, L, C)
+    out = [[] for _ in batch]
+    for j, w in enumerate(windows):
+        out[owners[j]].append(logits[j, : len(w)])
+    return [torch.cat(parts) for parts in out]
 
 
 def replay_fold(
@@ -58,6 +76,7 @@ def replay_fold(
     manifest: dict,
     device,
     progress_stage=None,
+    batch_size: int = 8,
 ) -> dict:
     """Replays ``checkpoints`` (relative paths, oldest first) over ``sequences``.
 
@@ -82,17 +101,11 @@ def replay_fold(
     for e, relpath in enumerate(checkpoints):
         load_checkpoint(run_dir, manifest, relpath, model, device)
         model.eval()
-        for s in sequences:
-            logits = _logits(model, s.features, config["max_frames"], device)
-            targets = torch.from_numpy(s.labels).to(device)
-            losses[s.sample_id][:, e] = per_frame_cross_entropy(logits, targets).cpu().numpy()
-            given = logits.gather(1, targets[:, None]).squeeze(1)
-            others = logits.scatter(1, targets[:, None], float("-inf")).max(1).values
-            margins[s.sample_id][:, e] = (given - others).cpu().numpy()
-            probs = F.softmax(logits, dim=-1).cpu().numpy()
-            prob_sums[s.sample_id] += probs
-            if e == E - 1:
-                final_probs[s.sample_id] = probs.astype(np.float32)
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))  # similar lengths pad less
+        batches = [[sequences[i] for i in order[j : j + batch_size]] for j in range(0, len(order), batch_size)]
+        for batch in batches:
+            for s, logits in zip(batch, _batch_logits(model, batch, config["max_frames"], device)):
+                _record(s, logits, e, E, losses, margins, prob_sums, final_probs, device)
         if progress_stage is not None:
             progress_stage.update()
     return {
@@ -104,3 +117,16 @@ def replay_fold(
         )
         for sid in losses
     }
+
+
+def _record(s, logits, e, E, losses, margins, prob_sums, final_probs, device):
+    """Stores checkpoint ``e``'s loss, margin and probabilities of sequence ``s``."""
+    targets = torch.from_numpy(s.labels).to(device)
+    losses[s.sample_id][:, e] = per_frame_cross_entropy(logits, targets).cpu().numpy()
+    given = logits.gather(1, targets[:, None]).squeeze(1)
+    others = logits.scatter(1, targets[:, None], float("-inf")).max(1).values
+    margins[s.sample_id][:, e] = (given - others).cpu().numpy()
+    probs = F.softmax(logits, dim=-1).cpu().numpy()
+    prob_sums[s.sample_id] += probs
+    if e == E - 1:
+        final_probs[s.sample_id] = probs.astype(np.float32)

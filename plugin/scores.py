@@ -13,7 +13,9 @@ they can be compared on equal terms:
                             given logit minus the largest other, averaged
 ``cartography_confidence``  1 - mean probability of the given label over
                             checkpoints (Swayamdipta et al.'s confidence)
-``cartography_variability`` standard deviation of that probability
+``cartography_variability`` minus the standard deviation of that probability:
+                            frames the models get consistently wrong (the
+                            hard-to-learn region) vary little
 ``forgetting``              forgetting events: correct -> incorrect flips over
                             checkpoints; never-learnt frames count E + 1
 ``self_confidence``         1 - cleanlab's self-confidence of the given label
@@ -68,7 +70,7 @@ def cartography_confidence(trajectory: Trajectory, labels=None) -> np.ndarray:
 
 
 def cartography_variability(trajectory: Trajectory, labels=None) -> np.ndarray:
-    return np.exp(-trajectory.loss).std(axis=1)
+    return -np.exp(-trajectory.loss).std(axis=1)
 
 
 def forgetting_events(trajectory: Trajectory, labels=None) -> np.ndarray:
