@@ -29,29 +29,45 @@ class EvaluateDetection(foo.Operator):
                 label="Ground-truth error field",
                 description="Frame-level Classification: the error type on erroneous frames (inject_errors writes it)",
             )
+            inputs.enum(
+                "clean_field",
+                choices,
+                required=False,
+                label="True labels (optional)",
+                description="Frame-level Classification with the clean labels: also scores the segmenter",
+            )
         return types.Property(inputs, view=types.View(label="CSL: evaluate detection"))
 
     def execute(self, ctx):
         p = ctx.params
-        report = evaluate_detection(ctx.target_view(), p["csl_field"], p["error_field"])
+        report = evaluate_detection(
+            ctx.target_view(), p["csl_field"], p["error_field"], clean_field=p.get("clean_field") or None
+        )
         rows = [
             f"| {score} | {kind} | {row['auroc']:.3f} | {row['ap']:.3f} | {row['errors']} |"
             for score, by_kind in report["scores"].items()
             for kind, row in by_kind.items()
+            if isinstance(row, dict)
         ]
         table = "| score | errors | AUROC | AP | error frames |\n|---|---|---|---|---|\n" + "\n".join(rows)
-        return {"report": table}
+        summary = (
+            f"Segment EDA of CSL at the run's threshold: **{report['eda']:.3f}**; error type right for "
+            f"**{report['type_accuracy']['accuracy']:.0%}** of {report['type_accuracy']['segments']} flagged "
+            "segments that hit an error.\n\n"
+        )
+        return {"report": summary + table}
 
     def resolve_output(self, ctx):
         outputs = types.Object()
         outputs.md(ctx.results.get("report", ""), name="report")
         return types.Property(outputs)
 
-    def __call__(self, sample_collection, csl_field="csl", error_field="phase_error"):
+    def __call__(self, sample_collection, csl_field="csl", error_field="phase_error", clean_field=None):
         """Evaluates run ``csl_field`` against ``frames.<error_field>``.
 
         Returns:
             an ``ExecutionResult``; the full report is in the run's results
             (:func:`fiftyone_csl.run_summary`)
         """
-        return common.execute_twin(self, sample_collection, dict(csl_field=csl_field, error_field=error_field))
+        params = dict(csl_field=csl_field, error_field=error_field, clean_field=clean_field)
+        return common.execute_twin(self, sample_collection, params)

@@ -48,11 +48,13 @@ def test_operators_inject_audit_flag_evaluate_delete(scratch):
     assert scratch.count("op_errors.detections") > 0
 
     evaluate = foo.get_operator(URI + "evaluate_detection")
-    out = _ok(evaluate(scratch, "op", "noisy_error"))
-    assert "AUROC" in out["report"]
+    out = _ok(evaluate(scratch, "op", "noisy_error", clean_field="phase_clean"))
+    assert "AUROC" in out["report"] and "EDA" in out["report"]
     report = fcsl.run_summary(scratch, "op")["evaluation"]
     assert report["error_field"] == "noisy_error"
     assert report["scores"]["csl"]["all"]["auroc"] >= 0.9
+    assert report["eda"] > 0.8 and report["type_accuracy"]["segments"] > 0
+    assert report["segmenter"]["edit"] > 50 and set(report["segmenter"]) >= {"f1@10", "f1@25", "f1@50"}
 
     _ok(foo.get_operator(URI + "delete_csl_run")(scratch, "op"))
     scratch.reload()
