@@ -34,15 +34,9 @@ class AuditVideoLabels(foo.Operator):
             p["label_field"],
             p.get("csl_field") or "csl",
             p.get("embeddings_field") or None,
-            backbone=p.get("backbone") or "efficientnet-lite0",
-            model=p.get("model") or "transformer",
-            epochs=p.get("epochs", 30),
-            folds=p.get("folds", 5),
-            cross_fit=p.get("cross_fit", True),
-            stride=p.get("stride", 1),
+            **common.training_params(p),
             peer_scores=p.get("peer_scores") or (),
             threshold=p.get("threshold") if p.get("threshold") is not None else "auto",
-            overwrite=p.get("overwrite", False),
             progress=common.progress_callback(ctx),
         )
         common.reload_if_immediate(ctx)

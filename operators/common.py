@@ -159,6 +159,19 @@ def peer_inputs(ctx, inputs):
     )
 
 
+def training_params(p) -> dict:
+    """Engine keyword arguments from the features and training inputs."""
+    return dict(
+        backbone=p.get("backbone") or "efficientnet-lite0",
+        model=p.get("model") or "transformer",
+        epochs=p.get("epochs", 30),
+        folds=p.get("folds", 5),
+        cross_fit=p.get("cross_fit", True),
+        stride=p.get("stride", 1),
+        overwrite=p.get("overwrite", False),
+    )
+
+
 def threshold_input(ctx, inputs):
     inputs.float(
         "threshold",

@@ -32,13 +32,7 @@ class TrainCheckpoints(foo.Operator):
             p["label_field"],
             p.get("csl_field") or "csl",
             p.get("embeddings_field") or None,
-            backbone=p.get("backbone") or "efficientnet-lite0",
-            model=p.get("model") or "transformer",
-            epochs=p.get("epochs", 30),
-            folds=p.get("folds", 5),
-            cross_fit=p.get("cross_fit", True),
-            stride=p.get("stride", 1),
-            overwrite=p.get("overwrite", False),
+            **common.training_params(p),
             progress=common.progress_callback(ctx),
         )
         return {"run_key": p.get("csl_field") or "csl", "run_dir": run_dir}

@@ -380,6 +380,25 @@ def _staging_dir(final_dir):
     return staging
 
 
+def _begin(
+    samples, label_field, csl_field, embeddings_field, classes, backbone, backbone_weights, model, epochs, folds,
+    cross_fit, stride, device, seed, overwrite, peer_scores, train_kwargs,
+):  # fmt: skip
+    """Every check a training call makes before its first write: options,
+    run key, labels, features and folds."""
+    _check_options(stride, epochs, peer_scores, backbone, embeddings_field, model)
+    _validate_key(samples._dataset, csl_field, peer_scores, overwrite)
+    config = fctrain.TrainConfig(
+        model=model, epochs=int(epochs), folds=int(folds), cross_fit=bool(cross_fit), seed=int(seed), **train_kwargs
+    )
+    torch_device = resolve_device(device)
+    prepared = _prepare(
+        samples, label_field, classes, _feature_spec(embeddings_field, backbone, backbone_weights, stride)
+    )
+    fctrain.assign_folds([s.sample_id for s in prepared.sequences], config.folds, config.seed, config.cross_fit)
+    return config, torch_device, prepared
+
+
 # --- public steps -------------------------------------------------------------------
 
 
@@ -457,16 +476,10 @@ def train_checkpoints(
     view. Arguments as in :func:`compute_csl`.
     """
     dataset = samples._dataset
-    _check_options(stride, epochs, (), backbone, embeddings_field, model)
-    _validate_key(dataset, csl_field, (), overwrite)
-    config = fctrain.TrainConfig(
-        model=model, epochs=int(epochs), folds=int(folds), cross_fit=bool(cross_fit), seed=int(seed), **train_kwargs
-    )
-    torch_device = resolve_device(device)
-    prepared = _prepare(
-        samples, label_field, classes, _feature_spec(embeddings_field, backbone, backbone_weights, stride)
-    )
-    fctrain.assign_folds([s.sample_id for s in prepared.sequences], config.folds, config.seed, config.cross_fit)
+    config, torch_device, prepared = _begin(
+        samples, label_field, csl_field, embeddings_field, classes, backbone, backbone_weights, model, epochs,
+        folds, cross_fit, stride, device, seed, overwrite, (), train_kwargs,
+    )  # fmt: skip
     final_dir = run_dir or fcruns.default_run_dir(dataset.name, csl_field)
     staging = _staging_dir(final_dir)
     progress = StagedProgress(progress, {"features": 4, "train": 4, "write": 0.2})
@@ -614,16 +627,10 @@ def compute_csl(
     started = time.time()
     dataset = samples._dataset
     peer_scores = [p for p in peer_scores if p != "csl"]
-    _check_options(stride, epochs, peer_scores, backbone, embeddings_field, model)
-    _validate_key(dataset, csl_field, peer_scores, overwrite)
-    config = fctrain.TrainConfig(
-        model=model, epochs=int(epochs), folds=int(folds), cross_fit=bool(cross_fit), seed=int(seed), **train_kwargs
-    )
-    torch_device = resolve_device(device)
-    prepared = _prepare(
-        samples, label_field, classes, _feature_spec(embeddings_field, backbone, backbone_weights, stride)
-    )
-    fctrain.assign_folds([s.sample_id for s in prepared.sequences], config.folds, config.seed, config.cross_fit)
+    config, torch_device, prepared = _begin(
+        samples, label_field, csl_field, embeddings_field, classes, backbone, backbone_weights, model, epochs,
+        folds, cross_fit, stride, device, seed, overwrite, peer_scores, train_kwargs,
+    )  # fmt: skip
     if store_embeddings_field is not None:
         if embeddings_field is not None:
             raise CSLError("store_embeddings_field only applies when a backbone computes the features")

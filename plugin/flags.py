@@ -93,8 +93,9 @@ def suspect_segments(
       ``boundary_tolerance`` frames) and the suggested label is the label on
       the other side of that change;
     - ``disorder``: the segment covers most (80%+) of a run of one given label,
-      and another flagged segment of the same video carries the suggested
-      label as its given label (labels swapped between phases);
+      and another flagged segment of the same video is its mirror image: its
+      given label is this one's suggested label and the other way round
+      (the labels of two phases swapped);
     - ``mislabel``: otherwise.
     """
     flagged = scores > threshold
@@ -105,7 +106,7 @@ def suspect_segments(
         given = int(np.bincount(labels[start:stop], minlength=len(classes)).argmax())
         suggested = int(probs[start:stop].mean(0).argmax())
         segments.append([start, stop, given, suggested])
-    given_in_segments = {g for _, _, g, _ in segments}
+    pairs = {(g, sug) for _, _, g, sug in segments}
     out = []
     for start, stop, given, suggested in segments:
         error_type = "mislabel"
@@ -116,7 +117,7 @@ def suspect_segments(
             if covers and (near_left or near_right) and (stop - start) < 0.8 * (b - a):
                 error_type = "boundary"
                 break
-        if error_type == "mislabel" and suggested != given and suggested in given_in_segments:
+        if error_type == "mislabel" and suggested != given and (suggested, given) in pairs:
             for a, b in label_runs:
                 overlap = max(0, min(stop, b) - max(start, a))
                 if labels[a] == given and overlap >= 0.8 * (b - a):
