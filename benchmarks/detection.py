@@ -71,12 +71,14 @@ def run_one(source, condition, seed, epochs, folds, model="transformer", cross_f
     settings = CONDITIONS[condition]
     features, clean, classes = sources.SOURCES[source](weak=settings.get("weak", False))
     rng = np.random.default_rng(seed)
-    given, types = inject_into_sequences(clean, KINDS, settings["rate"], len(classes), rng)
-    evaluate = [np.ones(len(y), bool) for y in given]
+    base, noise = clean, [np.full(len(y), "", dtype=object) for y in clean]
     if settings.get("train_noise"):
-        noisy, extra = inject_into_sequences(given, ("mislabel",), settings["train_noise"], len(classes), rng)
-        evaluate = [~((e != "") & (t == "")) for e, t in zip(extra, types)]
-        given = noisy
+        # label noise first: the models train through it, and it is not scored
+        base, noise = inject_into_sequences(clean, ("mislabel",), settings["train_noise"], len(classes), rng)
+    given, types = inject_into_sequences(base, KINDS, settings["rate"], len(classes), rng)
+    # an error is a frame whose given label differs from the truth
+    types = [np.where(g != c, t, "") for g, c, t in zip(given, clean, types)]
+    evaluate = [~((n != "") & (t == "") & (g != c)) for n, t, g, c in zip(noise, types, given, clean)]
     started = time.time()
     results = fcsl.compute_csl_arrays(
         features,

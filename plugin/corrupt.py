@@ -99,6 +99,7 @@ def inject_into_sequences(labels_list: list, kinds, rate: float, num_classes: in
         errors and an object array with the error type of each frame (``""``
         on clean frames)
     """
+    originals = [np.asarray(l) for l in labels_list]
     labels_list = [np.asarray(l).copy() for l in labels_list]
     types_list = [np.full(len(l), "", dtype=object) for l in labels_list]
     total = sum(len(l) for l in labels_list)
@@ -117,6 +118,8 @@ def inject_into_sequences(labels_list: list, kinds, rate: float, num_classes: in
         corrupted += int((mask & (types_list[i] == "")).sum())
         labels_list[i] = new_labels
         types_list[i][mask] = kind
+    for labels, types, original in zip(labels_list, types_list, originals):
+        types[labels == original] = ""  # a later error may have put a frame's label back
     return labels_list, types_list
 
 
