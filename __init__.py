@@ -10,22 +10,27 @@ This directory is both a FiftyOne plugin (see ``fiftyone.yml``; FiftyOne calls
     print(results.top_segments(5))
 """
 
-from .plugin.core import (
-    CSLResults,
-    compute_csl_arrays,
-    compute_features,
-    delete_csl_run,
-    evaluate_detection,
-    flag_errors,
-    list_csl_runs,
-    load_csl_results,
-    replay_checkpoints,
-    run_summary,
-    train_checkpoints,
-)
-from .plugin.core import compute_csl as _compute_csl
-from .plugin.corrupt import inject_errors
-from .plugin.utils import CSLError
+# pytest collects the repository root as a package when it runs the tests
+# below it; if the checkout's folder name is not an identifier it imports this
+# file with no parent package, and the SDK (imported as fiftyone_csl by the
+# tests) is not needed there.
+if __package__:
+    from .plugin.core import (
+        CSLResults,
+        compute_csl_arrays,
+        compute_features,
+        delete_csl_run,
+        evaluate_detection,
+        flag_errors,
+        list_csl_runs,
+        load_csl_results,
+        replay_checkpoints,
+        run_summary,
+        train_checkpoints,
+    )
+    from .plugin.core import compute_csl as _compute_csl
+    from .plugin.corrupt import inject_errors
+    from .plugin.utils import CSLError
 
 __version__ = "0.1.0"
 
