@@ -186,10 +186,7 @@ def _attach_features(prepared, device, cache_dir, progress):
 # --- training and replay into a run directory ---------------------------------
 
 
-def _train_into(run_dir, prepared, config, label_field, device, progress) -> dict:
-    fold_members = fctrain.assign_folds(
-        [s.sample_id for s in prepared.sequences], config.folds, config.seed, config.cross_fit
-    )
+def _train_into(run_dir, prepared, config, fold_members, label_field, device, progress) -> dict:
     manifest = {
         "method": METHOD,
         "config": config.to_dict(),
@@ -230,18 +227,15 @@ def _replay(run_dir, manifest, sequences, device, progress) -> dict:
     fold_of = {sid: k for k, members in enumerate(manifest["folds"]) for sid in members}
     outsiders = [s for s in sequences if s.sample_id not in fold_of]
     checkpoints = manifest["checkpoints"]
-    total = sum(
-        len(c) for k, c in enumerate(checkpoints) if outsiders or any(fold_of.get(s.sample_id) == k for s in sequences)
-    )
+    members = [[s for s in sequences if fold_of.get(s.sample_id) == k] for k in range(len(checkpoints))]
+    total = sum(len(c) for c, m in zip(checkpoints, members) if m or outsiders)
     trajectories, per_fold = {}, []
     with progress.stage("replay", total, "checkpoints") as stage:
-        for k, relpaths in enumerate(checkpoints):
-            members = [s for s in sequences if fold_of.get(s.sample_id) == k]
-            todo = members + outsiders
-            if not todo:
+        for relpaths, fold_members in zip(checkpoints, members):
+            if not (fold_members or outsiders):
                 continue
-            out = replay_fold(todo, relpaths, run_dir, manifest, device, stage)
-            trajectories.update({s.sample_id: out[s.sample_id] for s in members})
+            out = replay_fold(fold_members + outsiders, relpaths, run_dir, manifest, device, stage)
+            trajectories.update({s.sample_id: out[s.sample_id] for s in fold_members})
             per_fold.append(out)
     for s in outsiders:
         trajectories[s.sample_id] = _mean_trajectory([out[s.sample_id] for out in per_fold])
@@ -333,21 +327,27 @@ def _register(samples, run_key, run_dir, label_field, prepared, config, threshol
     samples.register_run(run_key, run_config, overwrite=True)
 
 
-def _save_summary(samples, run_key, videos, evaluation=None):
+def _save_summary(samples, run_key, videos=None, evaluation=None):
+    """Stores the run's counts (from ``videos``) and last evaluation; what is
+    not given is kept from the stored summary."""
     dataset = samples._dataset
-    if evaluation is None:  # keep the last evaluation when only the counts change
-        try:
-            evaluation = getattr(dataset.load_run_results(run_key), "evaluation", None)
-        except Exception:
-            evaluation = None
-    results = dataset.init_run_results(
-        run_key,
-        num_videos=len(videos),
-        num_scored_frames=int(sum(len(v.frame_numbers) for v in videos.values())),
-        num_segments=int(sum(len(v.segments) for v in videos.values())),
-        evaluation=evaluation,
+    try:
+        previous = dataset.load_run_results(run_key)
+    except Exception:  # a new run has no results yet
+        previous = None
+    if videos is None:
+        counts = {k: getattr(previous, k, None) for k in ("num_videos", "num_scored_frames", "num_segments")}
+    else:
+        counts = dict(
+            num_videos=len(videos),
+            num_scored_frames=int(sum(len(v.frame_numbers) for v in videos.values())),
+            num_segments=int(sum(len(v.segments) for v in videos.values())),
+        )
+    if evaluation is None:
+        evaluation = getattr(previous, "evaluation", None)
+    dataset.save_run_results(
+        run_key, dataset.init_run_results(run_key, evaluation=evaluation, **counts), overwrite=True
     )
-    dataset.save_run_results(run_key, results, overwrite=True)
 
 
 def run_summary(samples, csl_field: str = "csl") -> dict:
@@ -385,7 +385,8 @@ def _begin(
     cross_fit, stride, device, seed, overwrite, peer_scores, train_kwargs,
 ):  # fmt: skip
     """Every check a training call makes before its first write: options,
-    run key, labels, features and folds."""
+    run key, labels, features and folds. Returns the config, the device,
+    the prepared sequences and the fold membership."""
     _check_options(stride, epochs, peer_scores, backbone, embeddings_field, model)
     _validate_key(samples._dataset, csl_field, peer_scores, overwrite)
     config = fctrain.TrainConfig(
@@ -395,8 +396,10 @@ def _begin(
     prepared = _prepare(
         samples, label_field, classes, _feature_spec(embeddings_field, backbone, backbone_weights, stride)
     )
-    fctrain.assign_folds([s.sample_id for s in prepared.sequences], config.folds, config.seed, config.cross_fit)
-    return config, torch_device, prepared
+    fold_members = fctrain.assign_folds(
+        [s.sample_id for s in prepared.sequences], config.folds, config.seed, config.cross_fit
+    )
+    return config, torch_device, prepared, fold_members
 
 
 # --- public steps -------------------------------------------------------------------
@@ -431,17 +434,13 @@ def compute_features(
         fcseq.VideoSequence(sid, path, np.zeros(0, np.int64), np.zeros(0, np.int64)) for sid, path in zip(ids, paths)
     ]
     fcf.check_video_files(sequences)
-    torch_device = resolve_device(device)
     progress = StagedProgress(progress, {"features": 1})
-    from ..models.backbones import build_backbone
-
-    model = build_backbone(backbone, backbone_weights).to(torch_device)
+    decoded = fcf.iter_backbone_features(
+        paths, backbone, int(stride), resolve_device(device), cache_dir or fcruns.default_cache_dir(), backbone_weights
+    )
     with progress.stage("features", len(sequences), "videos") as stage:
-        for s in sequences:
-            s.frame_numbers, s.features = fcf.video_features(
-                s.filepath, model, backbone, int(stride), torch_device,
-                cache_dir or fcruns.default_cache_dir(), backbone_weights,
-            )  # fmt: skip
+        for s, (numbers, features) in zip(sequences, decoded):
+            s.frame_numbers, s.features = numbers, features
             stage.update()
     fcf.write_embeddings(dataset, embeddings_field, sequences)
     return int(sum(len(s.frame_numbers) for s in sequences))
@@ -476,7 +475,7 @@ def train_checkpoints(
     view. Arguments as in :func:`compute_csl`.
     """
     dataset = samples._dataset
-    config, torch_device, prepared = _begin(
+    config, torch_device, prepared, fold_members = _begin(
         samples, label_field, csl_field, embeddings_field, classes, backbone, backbone_weights, model, epochs,
         folds, cross_fit, stride, device, seed, overwrite, (), train_kwargs,
     )  # fmt: skip
@@ -485,7 +484,7 @@ def train_checkpoints(
     progress = StagedProgress(progress, {"features": 4, "train": 4, "write": 0.2})
     try:
         _attach_features(prepared, torch_device, cache_dir, progress)
-        _train_into(staging, prepared, config, label_field, torch_device, progress)
+        _train_into(staging, prepared, config, fold_members, label_field, torch_device, progress)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -627,7 +626,7 @@ def compute_csl(
     started = time.time()
     dataset = samples._dataset
     peer_scores = [p for p in peer_scores if p != "csl"]
-    config, torch_device, prepared = _begin(
+    config, torch_device, prepared, fold_members = _begin(
         samples, label_field, csl_field, embeddings_field, classes, backbone, backbone_weights, model, epochs,
         folds, cross_fit, stride, device, seed, overwrite, peer_scores, train_kwargs,
     )  # fmt: skip
@@ -643,7 +642,7 @@ def compute_csl(
     progress = StagedProgress(progress, PROGRESS_WEIGHTS)
     try:
         _attach_features(prepared, torch_device, cache_dir, progress)
-        manifest = _train_into(staging, prepared, config, label_field, torch_device, progress)
+        manifest = _train_into(staging, prepared, config, fold_members, label_field, torch_device, progress)
         trajectories = _replay(staging, manifest, prepared.sequences, torch_device, progress)
         _save_trajectories(staging, manifest, prepared.sequences, trajectories)
         manifest["seconds"] = round(time.time() - started, 2)
@@ -747,7 +746,7 @@ def evaluate_detection(
             truth = [index.get(lookup[sid].get(int(f)), -1) for f in v.frame_numbers]
             pairs.append((v.trajectory.final_probs.argmax(1), np.array(truth)))
         report["segmenter"] = metrics.segmentation_report(pairs)
-    _save_summary(dataset, csl_field, _load_videos(dataset, csl_field), evaluation=report)
+    _save_summary(dataset, csl_field, evaluation=report)  # the counts have not changed
     return report
 
 
@@ -785,13 +784,8 @@ def _load_videos(samples, csl_field, threshold=None) -> dict:
                 sid, data["frame_numbers"], data["labels"], t, manifest["classes"], threshold, config.peer_scores
             )
     if "mistakenness" in config.peer_scores and videos:
-        field = fcpeers.mistakenness_field(csl_field)
-        ids, fns, values = samples.select(list(videos)).values(["id", "frames.frame_number", f"frames.{field}"])
-        lookup = {sid: dict(zip(fn, val)) for sid, fn, val in zip(ids, fns, values)}
-        for sid, video in videos.items():
-            video.scores["mistakenness"] = np.array(
-                [lookup.get(sid, {}).get(int(f)) or 0.0 for f in video.frame_numbers], dtype=np.float32
-            )
+        for sid, values in fcpeers.read_mistakenness(samples, csl_field, videos).items():
+            videos[sid].scores["mistakenness"] = values
     return videos
 
 
@@ -858,7 +852,7 @@ def compute_csl_arrays(
     peer_scores = [p for p in peer_scores if p != "csl"]
     if "mistakenness" in peer_scores:
         raise CSLError("the 'mistakenness' peer needs a FiftyOne collection")
-    _check_options(1, epochs, peer_scores, None, "arrays", model)
+    _check_options(1, epochs, peer_scores, None, None, model)
     sequences = fcseq.sequences_from_arrays(features, labels, names)
     dims = {s.features.shape[1] for s in sequences}
     if len(dims) != 1:
@@ -873,8 +867,8 @@ def compute_csl_arrays(
     config = fctrain.TrainConfig(
         model=model, epochs=int(epochs), folds=int(folds), cross_fit=bool(cross_fit), seed=int(seed), **train_kwargs
     )
-    fctrain.assign_folds([s.sample_id for s in sequences], config.folds, config.seed, config.cross_fit)
-    prepared = _Prepared(classes, sequences, sequences, dims.pop(), _feature_spec("arrays", None, None, 1))
+    fold_members = fctrain.assign_folds([s.sample_id for s in sequences], config.folds, config.seed, config.cross_fit)
+    prepared = _Prepared(classes, sequences, sequences, dims.pop(), _feature_spec(None, None, None, 1))
     threshold_value = fcflags.resolve_threshold(threshold, len(classes))
     torch_device = resolve_device(device)
     progress = StagedProgress(progress, {"train": 4, "replay": 1.5})
@@ -882,7 +876,7 @@ def compute_csl_arrays(
     run_dir = run_dir or tempfile.mkdtemp(prefix="fcsl-arrays-")
     os.makedirs(run_dir, exist_ok=True)
     try:
-        manifest = _train_into(run_dir, prepared, config, None, torch_device, progress)
+        manifest = _train_into(run_dir, prepared, config, fold_members, None, torch_device, progress)
         trajectories = _replay(run_dir, manifest, sequences, torch_device, progress)
     finally:
         if owned:

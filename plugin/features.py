@@ -87,6 +87,14 @@ def check_video_files(sequences: list) -> None:
         raise CSLError(f"{len(missing)} video file(s) missing on disk: {shown}")
 
 
+def iter_backbone_features(paths: list, backbone: str, stride: int, device, cache_dir, weights_path=None):
+    """Yields ``(frame_numbers, features)`` of each video file in turn, with
+    one backbone built for all of them."""
+    model = build_backbone(backbone, weights_path).to(device)
+    for path in paths:
+        yield video_features(path, model, backbone, stride, device, cache_dir, weights_path)
+
+
 def attach_backbone_features(
     sequences: list,
     backbone: str,
@@ -100,10 +108,9 @@ def attach_backbone_features(
 
     Returns the feature dimension.
     """
-    model = build_backbone(backbone, weights_path).to(device)
     dim = BACKBONES[backbone].dim
-    for sequence in sequences:
-        numbers, features = video_features(sequence.filepath, model, backbone, stride, device, cache_dir, weights_path)
+    decoded = iter_backbone_features([s.filepath for s in sequences], backbone, stride, device, cache_dir, weights_path)
+    for sequence, (numbers, features) in zip(sequences, decoded):
         position = {int(n): i for i, n in enumerate(numbers)}
         missing = [int(f) for f in sequence.frame_numbers if int(f) not in position]
         if missing:

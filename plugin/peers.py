@@ -58,10 +58,17 @@ def brain_mistakenness(samples, run_key: str, label_field: str, videos: dict, cl
         use_logits=True,
         progress=False,
     )
-    ids, fns, values = scored.values(["id", "frames.frame_number", f"frames.{key}"])
+    return read_mistakenness(samples, run_key, videos)
+
+
+def read_mistakenness(samples, run_key: str, videos: dict) -> dict:
+    """``{sample_id: (T,) mistakenness}`` on each video's scored frames, as
+    the brain stored it (0 where a frame has none)."""
+    field = mistakenness_field(run_key)
+    ids, fns, values = samples.select(list(videos)).values(["id", "frames.frame_number", f"frames.{field}"])
     lookup = {sid: dict(zip(fn, val)) for sid, fn, val in zip(ids, fns, values)}
     return {
-        sid: np.array([lookup[sid].get(int(f)) or 0.0 for f in video.frame_numbers], dtype=np.float32)
+        sid: np.array([lookup.get(sid, {}).get(int(f)) or 0.0 for f in video.frame_numbers], dtype=np.float32)
         for sid, video in videos.items()
     }
 

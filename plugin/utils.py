@@ -91,9 +91,7 @@ class _Stage:
         self._name = name
         self._total = max(int(total), 1)
         self._count = 0
-        console = parent._console if parent._console is not None else None
-        if parent._callback is not None:
-            console = False
+        console = False if parent._callback is not None else parent._console
         self._bar = fou.ProgressBar(total=total, progress=console, iters_str=iters_str)
 
     def __enter__(self):
