@@ -90,6 +90,9 @@ def compute_csl(
         peer_scores (()): extra scores to write, from ``"last_loss"`` and
             ``"aum"``
         device ("auto"): ``"auto"`` uses CUDA when available, else the CPU
+        precision ("auto"): the replay's arithmetic: ``"auto"`` is float16
+            autocast on CUDA and float32 on the CPU; ``"fp32"``, ``"fp16"``
+            (CUDA only) or ``"bf16"``
         seed (51): seeds folds, initialisation and training order; identical
             inputs give identical results on the CPU
         store_embeddings_field (None): also store the backbone features in
@@ -105,7 +108,8 @@ def compute_csl(
             ``label``
         **kwargs: training settings of
             :class:`fiftyone_csl.plugin.train.TrainConfig` (``lr``,
-            ``batch_size``, ``max_frames``, ``model_kwargs``, ...)
+            ``batch_size``, ``max_frames``, ``model_kwargs``,
+            ``half_checkpoints`` to store checkpoints in float16, ...)
 
     Returns:
         a :class:`CSLResults`
@@ -114,6 +118,17 @@ def compute_csl(
         CSLError: invalid input; nothing was written
     """
     return _compute_csl(samples, label_field, csl_field, embeddings_field, **kwargs)
+
+
+def queue_replay_shards(samples, csl_field="csl", num_shards=2, **kwargs):
+    """Queues the replay of a trained run as ``num_shards`` delegated
+    operations over groups of videos, for workers to run side by side.
+
+    See :func:`fiftyone_csl.operators.replay.queue_replay_shards`.
+    """
+    from .operators.replay import queue_replay_shards as _queue
+
+    return _queue(samples, csl_field, num_shards, **kwargs)
 
 
 def register(p):
@@ -133,6 +148,7 @@ __all__ = [
     "flag_errors",
     "inject_errors",
     "list_csl_runs",
+    "queue_replay_shards",
     "load_csl_results",
     "register",
     "replay_checkpoints",

@@ -29,4 +29,8 @@ class FrameMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
         # x: (B, T, D) -> (B, T, C)
-        return self.net(self.norm(x))
+        return self.body(self.net[0](self.norm(x)), mask)
+
+    def body(self, h: torch.Tensor, mask: torch.Tensor | None = None):
+        """Everything after the feature normalisation and input dropout."""
+        return self.net[1:](h)

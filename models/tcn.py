@@ -61,10 +61,14 @@ class MultiStageTCN(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
         # x: (B, T, D); mask: (B, T)
+        return self.body(self.input_dropout(self.norm(x)), mask)
+
+    def body(self, h: torch.Tensor, mask: torch.Tensor | None = None):
+        """Everything after the feature normalisation: (B, T, D) -> (B, T, C)."""
         if mask is None:
-            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        m = mask[:, None, :].to(x.dtype)  # (B, 1, T)
-        h = self.input_dropout(self.norm(x)).transpose(1, 2)  # (B, D, T)
+            mask = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
+        m = mask[:, None, :].to(h.dtype)  # (B, 1, T)
+        h = h.transpose(1, 2)  # (B, D, T)
         logits = self.stages[0](h, m)
         for stage in self.stages[1:]:
             logits = stage(F.softmax(logits, dim=1) * m, m)

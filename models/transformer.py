@@ -52,7 +52,11 @@ class TemporalTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
         # x: (B, T, D); mask: (B, T) True where a frame exists (padding False)
-        h = self.proj(self.input_dropout(self.norm(x)))  # (B, T, H)
+        return self.body(self.input_dropout(self.norm(x)), mask)
+
+    def body(self, h: torch.Tensor, mask: torch.Tensor | None = None):
+        """Everything after the feature normalisation: (B, T, D) -> (B, T, C)."""
+        h = self.proj(h)  # (B, T, H)
         # absolute frame order is what lets the model notice phases out of order
         h = h + sinusoidal_positions(h.shape[1], h.shape[2], h.device)[None]
         padding = None if mask is None else ~mask

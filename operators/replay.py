@@ -1,9 +1,13 @@
-"""Replay a run's checkpoints over a view and write CSL."""
+"""Replay a run's checkpoints over a view and write CSL, in one go or as
+delegated shards that several workers run side by side."""
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+from fiftyone.operators.delegated import DelegatedOperationService
+from fiftyone.operators.executor import ExecutionContext
 
-from ..plugin.core import replay_checkpoints
+from ..plugin.core import get_run_config, replay_checkpoints, replay_shards
+from ..plugin.replay import PRECISIONS
 from . import common
 
 
@@ -22,16 +26,41 @@ class ReplayCheckpoints(foo.Operator):
             common.target_inputs(ctx, inputs)
             common.peer_inputs(ctx, inputs)
             common.threshold_input(ctx, inputs)
+            inputs.enum(
+                "precision",
+                list(PRECISIONS),
+                default="auto",
+                required=False,
+                label="Precision (auto: float16 on CUDA, float32 on CPU)",
+            )
+            inputs.int(
+                "shards",
+                default=1,
+                min=1,
+                required=False,
+                label="Shards",
+                description=(
+                    "More than 1 queues that many delegated replays over groups of videos, for several "
+                    "workers (`fiftyone delegated launch`) sharing this database and the run directory"
+                ),
+            )
         return types.Property(inputs, view=types.View(label="CSL: replay checkpoints"))
 
     def execute(self, ctx):
         p = ctx.params
+        shards = int(p.get("shards") or 1)
+        if shards > 1:
+            queued = queue_replay_shards(
+                ctx.target_view(),
+                p["csl_field"],
+                shards,
+                delegation_target=ctx.request_params.get("delegation_target"),
+                operator_uri=self.uri,
+                **_engine_params(p),
+            )
+            return {"run_key": p["csl_field"], "queued_shards": len(queued)}
         results = replay_checkpoints(
-            ctx.target_view(),
-            p["csl_field"],
-            peer_scores=p.get("peer_scores"),
-            threshold=p.get("threshold"),
-            progress=common.progress_callback(ctx),
+            ctx.target_view(), p["csl_field"], progress=common.progress_callback(ctx), **_engine_params(p)
         )
         common.reload_if_immediate(ctx)
         return {"run_key": results.run_key, "videos": len(results.videos), "suspect_segments": len(results.segments())}
@@ -41,16 +70,75 @@ class ReplayCheckpoints(foo.Operator):
         outputs.str("run_key", label="Run key")
         outputs.int("videos", label="Videos scored")
         outputs.int("suspect_segments", label="Suspect segments")
+        outputs.int("queued_shards", label="Delegated shards queued")
         return types.Property(outputs)
 
-    def __call__(self, sample_collection, csl_field="csl", delegate=False, **kwargs):
+    def __call__(self, sample_collection, csl_field="csl", delegate=False, shards=1, **kwargs):
         """Replays the checkpoints of run ``csl_field`` over ``sample_collection``.
 
         Args:
             sample_collection: a video Dataset or DatasetView
             csl_field ("csl"): the run key
             delegate (False): queue a delegated operation instead of running now
-            **kwargs: ``peer_scores``, ``threshold``
+            shards (1): more than 1 queues that many delegated replays, each over
+                a group of videos, for workers to run side by side; the result
+                holds ``queued_shards``
+            **kwargs: ``peer_scores``, ``threshold``, ``precision``
         """
-        params = dict(csl_field=csl_field, **kwargs)
+        params = dict(csl_field=csl_field, shards=shards, **kwargs)
         return common.execute_twin(self, sample_collection, params, delegate)
+
+
+def _engine_params(p) -> dict:
+    out = dict(peer_scores=p.get("peer_scores"), threshold=p.get("threshold"))
+    if p.get("precision"):
+        out["precision"] = p["precision"]
+    return out
+
+
+URI = "@fiftyone-csl/csl/replay_checkpoints"
+
+
+def queue_replay_shards(
+    samples, csl_field="csl", num_shards=2, delegation_target=None, operator_uri=URI, **kwargs
+) -> list:
+    """Queues one delegated replay per group of videos of ``samples``.
+
+    The groups have about equal frame counts. Any number of workers may run
+    them (``fiftyone delegated launch``), on this machine or on others that
+    share the MongoDB database and the run directory; each shard writes only
+    its own videos and merges into the run under a lock, so no write is lost
+    or made twice.
+
+    Args:
+        samples: a video Dataset or DatasetView
+        csl_field ("csl"): the run key of a trained run
+        num_shards (2): how many delegated operations to queue (at most one
+            per video)
+        delegation_target (None): the orchestrator to queue them for
+        **kwargs: ``peer_scores``, ``threshold``, ``precision``
+
+    Returns:
+        the queued operations (``DelegatedOperationDocument``)
+    """
+    get_run_config(samples._dataset, csl_field)  # a clear error before anything is queued
+    groups = replay_shards(samples, num_shards)
+    service = DelegatedOperationService()
+    queued = []
+    for i, ids in enumerate(groups):
+        request = dict(
+            dataset_name=samples._dataset.name,
+            view=samples.select(ids)._serialize(),
+            params=dict(kwargs, csl_field=csl_field, shards=1),
+            delegated=True,
+            delegation_target=delegation_target,
+        )
+        queued.append(
+            service.queue_operation(
+                operator=operator_uri,
+                label=f"CSL replay '{csl_field}' shard {i + 1}/{len(groups)} ({len(ids)} videos)",
+                delegation_target=delegation_target,
+                context=ExecutionContext(request_params=request).serialize(),
+            )
+        )
+    return queued

@@ -25,7 +25,7 @@ from . import scores as fcscores
 from . import sequences as fcseq
 from . import train as fctrain
 from . import views as fcviews
-from .replay import Trajectory, replay_fold
+from .replay import Replayer, Trajectory, load_trajectory
 from .utils import CSLError, StagedProgress, atomic_save_npz, resolve_device
 
 METHOD = "fiftyone-csl"
@@ -34,14 +34,25 @@ PROGRESS_WEIGHTS = {"features": 4, "train": 4, "replay": 1.5, "write": 0.5}
 
 @dataclass
 class VideoScores:
-    """One video's results, on its scored (sampled) frames."""
+    """One video's results, on its scored (sampled) frames.
+
+    The loss trajectory (frames x checkpoints) is read from the run directory
+    when asked for, so results over many videos hold only per-frame scores.
+    """
 
     sample_id: str
     frame_numbers: np.ndarray
     labels: np.ndarray
     scores: dict
-    trajectory: Trajectory
     segments: list
+    trajectory_path: str | None = None
+    _trajectory: Trajectory | None = None
+
+    @property
+    def trajectory(self) -> Trajectory:
+        if self._trajectory is not None:
+            return self._trajectory
+        return load_trajectory(self.trajectory_path)
 
 
 class CSLResults:
@@ -212,62 +223,64 @@ def _train_into(run_dir, prepared, config, fold_members, label_field, device, pr
     return manifest
 
 
-def _mean_trajectory(trajectories: list) -> Trajectory:
-    return Trajectory(
-        loss=np.mean([t.loss for t in trajectories], axis=0),
-        margin=np.mean([t.margin for t in trajectories], axis=0),
-        final_probs=np.mean([t.final_probs for t in trajectories], axis=0),
-        mean_probs=np.mean([t.mean_probs for t in trajectories], axis=0),
-    )
+def _replay_and_score(run_dir, manifest, sequences, device, precision, progress, threshold, peer_scores, save=True):
+    """Replays the videos one at a time and scores each as it comes.
 
+    Each video in a fold is replayed by that fold's checkpoints (all of them
+    in one stacked pass); a video in no fold (new since training) by every
+    fold's, averaged over folds. With ``save``, each trajectory goes to the
+    run directory as soon as it exists and is recorded in ``manifest`` (the
+    caller writes the manifest); the returned results then read trajectories
+    back from disk, so memory holds one video's trajectory at a time.
 
-def _replay(run_dir, manifest, sequences, device, progress) -> dict:
-    """Each video in a fold is replayed by that fold's checkpoints; a video in
-    no fold (new since training) by every fold's, averaged over folds."""
+    Returns ``{sample_id: VideoScores}`` in the order of ``sequences``.
+    """
     fold_of = {sid: k for k, members in enumerate(manifest["folds"]) for sid in members}
-    outsiders = [s for s in sequences if s.sample_id not in fold_of]
-    checkpoints = manifest["checkpoints"]
-    members = [[s for s in sequences if fold_of.get(s.sample_id) == k] for k in range(len(checkpoints))]
-    total = sum(len(c) for c, m in zip(checkpoints, members) if m or outsiders)
-    trajectories, per_fold = {}, []
-    with progress.stage("replay", total, "checkpoints") as stage:
-        for relpaths, fold_members in zip(checkpoints, members):
-            if not (fold_members or outsiders):
-                continue
-            out = replay_fold(fold_members + outsiders, relpaths, run_dir, manifest, device, stage)
-            trajectories.update({s.sample_id: out[s.sample_id] for s in fold_members})
-            per_fold.append(out)
-    for s in outsiders:
-        trajectories[s.sample_id] = _mean_trajectory([out[s.sample_id] for out in per_fold])
-    return trajectories
+    every_fold = [k for k, c in enumerate(manifest["checkpoints"]) if c]
+    ordered = sorted(sequences, key=lambda s: fold_of.get(s.sample_id, len(manifest["folds"])))
+    replayer = Replayer(run_dir, manifest, device, precision)
+    if save:
+        os.makedirs(os.path.join(run_dir, "trajectories"), exist_ok=True)
+    videos = {}
+    with progress.stage("replay", sum(len(s) for s in sequences), "frames") as stage:
+        for s in ordered:
+            folds = [fold_of[s.sample_id]] if s.sample_id in fold_of else every_fold
+            replayer.keep_only(folds)
+            trajectory = replayer.trajectory(s, folds)
+            path = _save_trajectory(run_dir, manifest, s, trajectory) if save else None
+            videos[s.sample_id] = _score_video(
+                s.sample_id, s.frame_numbers, s.labels, trajectory, manifest["classes"], threshold, peer_scores, path
+            )
+            stage.update(len(s))
+    return {s.sample_id: videos[s.sample_id] for s in sequences}
 
 
-def _save_trajectories(run_dir, manifest, sequences, trajectories):
-    os.makedirs(os.path.join(run_dir, "trajectories"), exist_ok=True)
-    for s in sequences:
-        t = trajectories[s.sample_id]
-        relpath = f"trajectories/{s.sample_id}.npz"
-        atomic_save_npz(
-            os.path.join(run_dir, relpath),
-            frame_numbers=s.frame_numbers,
-            labels=s.labels,
-            loss=t.loss,
-            margin=t.margin,
-            final_probs=t.final_probs,
-            mean_probs=t.mean_probs,
-        )
-        fcruns.record_file(run_dir, manifest, relpath)
-        manifest["trajectories"][s.sample_id] = relpath
-    fcruns.write_manifest(run_dir, manifest)
+def _save_trajectory(run_dir, manifest, sequence, trajectory) -> str:
+    relpath = f"trajectories/{sequence.sample_id}.npz"
+    path = os.path.join(run_dir, relpath)
+    atomic_save_npz(
+        path,
+        frame_numbers=sequence.frame_numbers,
+        labels=sequence.labels,
+        loss=trajectory.loss,
+        margin=trajectory.margin,
+        final_probs=trajectory.final_probs,
+        mean_probs=trajectory.mean_probs,
+    )
+    fcruns.record_file(run_dir, manifest, relpath)
+    manifest["trajectories"][sequence.sample_id] = relpath
+    return path
 
 
-def _score_video(sample_id, frame_numbers, labels, trajectory, classes, threshold, peer_scores):
+def _score_video(sample_id, frame_numbers, labels, trajectory, classes, threshold, peer_scores, path=None):
+    """Scores and suspect segments of one video; keeps the trajectory in
+    memory only when it has no file ``path``."""
     names = ["csl", *[p for p in peer_scores if p in fcscores.SCORES]]
     scores = fcscores.compute_scores(trajectory, names, labels)
     segments = fcflags.suspect_segments(
         sample_id, frame_numbers, labels, scores["csl"], trajectory.mean_probs, classes, threshold
     )
-    return VideoScores(sample_id, frame_numbers, labels, scores, trajectory, segments)
+    return VideoScores(sample_id, frame_numbers, labels, scores, segments, path, None if path else trajectory)
 
 
 # --- write-back -------------------------------------------------------------------
@@ -307,6 +320,12 @@ def _write_flags(dataset, run_key, videos):
         f"{run_key}_errors",
         {sid: fcfields.suspect_detections(v.segments) for sid, v in videos.items()},
     )
+
+
+def _move_trajectory_paths(videos, staging, final_dir):
+    for v in videos.values():
+        if v.trajectory_path is not None:
+            v.trajectory_path = os.path.join(os.path.abspath(final_dir), os.path.relpath(v.trajectory_path, staging))
 
 
 def _register(samples, run_key, run_dir, label_field, prepared, config, threshold, peer_scores, state):
@@ -503,11 +522,17 @@ def replay_checkpoints(
     threshold=None,
     peer_scores=None,
     device: str = "auto",
+    precision: str = "auto",
     cache_dir: str | None = None,
     progress=None,
 ) -> CSLResults:
     """Replays the checkpoints of run ``csl_field`` over the videos of
     ``samples`` and writes their scores and flags.
+
+    Several calls may run at once on disjoint groups of videos (replay
+    shards, possibly on several machines sharing the database and the run
+    directory): each merges its trajectories into the run's manifest and
+    writes to the dataset under a lock on the run directory.
 
     Videos the run trained on are scored by the checkpoints of their own fold
     (models that never saw them); other videos by every fold's checkpoints,
@@ -520,7 +545,7 @@ def replay_checkpoints(
         label_field (None): the labels to score against; default the run's
         threshold (None): default the run's threshold (``"auto"``: ln C)
         peer_scores (None): default the run's
-        device, cache_dir, progress: as in :func:`compute_csl`
+        device, precision, cache_dir, progress: as in :func:`compute_csl`
     """
     dataset = samples._dataset
     config = get_run_config(dataset, csl_field)
@@ -542,21 +567,17 @@ def replay_checkpoints(
         raise CSLError(f"run '{csl_field}' would write into fields it does not own: {stale}")
     progress = StagedProgress(progress, {"features": 4, "replay": 1.5, "write": 0.5})
     _attach_features(prepared, torch_device, cache_dir, progress)
-    trajectories = _replay(config.run_dir, manifest, prepared.sequences, torch_device, progress)
-    videos = {
-        s.sample_id: _score_video(
-            s.sample_id,
-            s.frame_numbers,
-            s.labels,
-            trajectories[s.sample_id],
-            prepared.classes,
-            threshold_value,
-            peer_scores,
-        )  # fmt: skip
-        for s in prepared.sequences
-    }
-    with progress.stage("write", 1, "steps"):
-        _save_trajectories(config.run_dir, manifest, prepared.sequences, trajectories)
+    videos = _replay_and_score(
+        config.run_dir, manifest, prepared.sequences, torch_device, precision, progress, threshold_value, peer_scores
+    )
+    with progress.stage("write", 1, "steps"), fcruns.run_lock(config.run_dir):
+        dataset.reload()  # other shards may have added fields since this call began
+        fcruns.merge_into_manifest(
+            config.run_dir,
+            manifest,
+            [manifest["trajectories"][s.sample_id] for s in prepared.sequences],
+            {s.sample_id: manifest["trajectories"][s.sample_id] for s in prepared.sequences},
+        )
         _add_mistakenness(samples, csl_field, label_field, videos, prepared.classes, peer_scores)
         _write_scores(dataset, csl_field, prepared.full_sequences, videos, peer_scores)
         fcviews.save_views(dataset, csl_field, threshold_value, overwrite=True)
@@ -567,6 +588,30 @@ def replay_checkpoints(
         dataset.update_run_config(csl_field, config)
         _save_summary(dataset, csl_field, _load_videos(dataset, csl_field))
     return CSLResults(csl_field, config.run_dir, prepared.classes, threshold_value, videos)
+
+
+def replay_shards(samples, num_shards: int) -> list:
+    """Splits the videos of ``samples`` into at most ``num_shards`` groups of
+    about equal frame counts, for replay shards that run side by side.
+
+    Returns lists of sample ids; every video is in exactly one group.
+    """
+    from fiftyone import ViewField as F
+
+    num_shards = int(num_shards)
+    if num_shards < 1:
+        raise CSLError(f"num_shards must be >= 1, not {num_shards}")
+    ids = samples.values("id")
+    if not ids:
+        raise CSLError("no videos to replay")
+    frames = samples.values(F("frames").length())
+    groups = [[] for _ in range(min(num_shards, len(ids)))]
+    load = [0] * len(groups)
+    for n, sid in sorted(zip(frames, ids), key=lambda p: (-p[0], p[1])):  # longest first, to the lightest group
+        k = load.index(min(load))
+        groups[k].append(sid)
+        load[k] += n
+    return [sorted(g) for g in groups]
 
 
 def _not_ours(field, config):
@@ -611,6 +656,7 @@ def compute_csl(
     threshold="auto",
     peer_scores: list | tuple = (),
     device: str = "auto",
+    precision: str = "auto",
     seed: int = 51,
     store_embeddings_field: str | None = None,
     run_dir: str | None = None,
@@ -643,25 +689,15 @@ def compute_csl(
     try:
         _attach_features(prepared, torch_device, cache_dir, progress)
         manifest = _train_into(staging, prepared, config, fold_members, label_field, torch_device, progress)
-        trajectories = _replay(staging, manifest, prepared.sequences, torch_device, progress)
-        _save_trajectories(staging, manifest, prepared.sequences, trajectories)
+        videos = _replay_and_score(
+            staging, manifest, prepared.sequences, torch_device, precision, progress, threshold_value, peer_scores
+        )
         manifest["seconds"] = round(time.time() - started, 2)
         fcruns.write_manifest(staging, manifest)
-        videos = {
-            s.sample_id: _score_video(
-                s.sample_id,
-                s.frame_numbers,
-                s.labels,
-                trajectories[s.sample_id],
-                prepared.classes,
-                threshold_value,
-                peer_scores,
-            )  # fmt: skip
-            for s in prepared.sequences
-        }
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    _move_trajectory_paths(videos, staging, final_dir)
 
     # write-back: the only part that changes the dataset
     with progress.stage("write", 1, "steps"):
@@ -776,13 +812,12 @@ def _load_videos(samples, csl_field, threshold=None) -> dict:
     for sid, relpath in manifest["trajectories"].items():
         if sid not in wanted:
             continue
-        with np.load(fcruns.verified_path(config.run_dir, manifest, relpath)) as data:
-            t = Trajectory(
-                loss=data["loss"], margin=data["margin"], final_probs=data["final_probs"], mean_probs=data["mean_probs"]
-            )
-            videos[sid] = _score_video(
-                sid, data["frame_numbers"], data["labels"], t, manifest["classes"], threshold, config.peer_scores
-            )
+        path = fcruns.verified_path(config.run_dir, manifest, relpath)
+        with np.load(path) as data:
+            frame_numbers, labels = data["frame_numbers"], data["labels"]
+        videos[sid] = _score_video(
+            sid, frame_numbers, labels, load_trajectory(path), manifest["classes"], threshold, config.peer_scores, path
+        )
     if "mistakenness" in config.peer_scores and videos:
         for sid, values in fcpeers.read_mistakenness(samples, csl_field, videos).items():
             videos[sid].scores["mistakenness"] = values
@@ -825,6 +860,7 @@ def compute_csl_arrays(
     threshold="auto",
     peer_scores: list | tuple = (),
     device: str = "auto",
+    precision: str = "auto",
     seed: int = 51,
     run_dir: str | None = None,
     progress=None,
@@ -877,14 +913,12 @@ def compute_csl_arrays(
     os.makedirs(run_dir, exist_ok=True)
     try:
         manifest = _train_into(run_dir, prepared, config, fold_members, None, torch_device, progress)
-        trajectories = _replay(run_dir, manifest, sequences, torch_device, progress)
+        videos = _replay_and_score(
+            run_dir, manifest, sequences, torch_device, precision, progress, threshold_value, peer_scores, not owned
+        )
+        if not owned:
+            fcruns.write_manifest(run_dir, manifest)
     finally:
         if owned:
             shutil.rmtree(run_dir, ignore_errors=True)
-    videos = {
-        s.sample_id: _score_video(
-            s.sample_id, s.frame_numbers, s.labels, trajectories[s.sample_id], classes, threshold_value, peer_scores
-        )
-        for s in sequences
-    }
     return CSLResults("arrays", None if owned else run_dir, classes, threshold_value, videos)

@@ -6,6 +6,8 @@ membership and the sha256 of every file. Nothing is loaded from a run
 directory without checking it against the manifest.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -54,6 +56,48 @@ def read_manifest(run_dir: str) -> dict:
     if manifest.get("format") != MANIFEST_FORMAT:
         raise CSLError(f"unsupported manifest format {manifest.get('format')} in {path}")
     return manifest
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str):
+    """Exclusive lock on a run directory, across processes and machines.
+
+    Replay shards hold it while they merge their entries into the manifest
+    and write to the dataset, so concurrent workers never lose each other's
+    writes. ``flock`` on a file in the run directory works on local disks
+    and on NFSv4 shares.
+    """
+    with open(os.path.join(run_dir, ".lock"), "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def merge_into_manifest(run_dir: str, manifest: dict, relpaths: list, trajectories: dict) -> dict:
+    """Adds ``trajectories`` (``{sample_id: relpath}``) and the sha256 of
+    ``relpaths`` from ``manifest`` to the manifest on disk, keeping entries
+    that other processes added meanwhile. Call under :func:`run_lock`.
+
+    Returns the merged manifest.
+    """
+    merged = read_manifest(run_dir)
+    for relpath in relpaths:
+        merged.setdefault("files", {})[relpath] = manifest["files"][relpath]
+    merged.setdefault("trajectories", {}).update(trajectories)
+    write_manifest(run_dir, merged)
+    return merged
+
+
+def checkpoint_bytes_per_epoch(run_dir: str, manifest: dict) -> int:
+    """Mean size on disk of one epoch's checkpoints, summed over folds."""
+    checkpoints = manifest.get("checkpoints") or []
+    epochs = max((len(c) for c in checkpoints), default=0)
+    if not epochs:
+        return 0
+    total = sum(os.path.getsize(os.path.join(run_dir, r)) for c in checkpoints for r in c)
+    return int(round(total / epochs))
 
 
 def record_file(run_dir: str, manifest: dict, relpath: str) -> None:

@@ -7,6 +7,7 @@ import torch
 from fiftyone_csl.plugin import metrics, scores
 from fiftyone_csl.plugin.corrupt import inject_into_sequences
 from fiftyone_csl.plugin.replay import Trajectory
+from fiftyone_csl.plugin.utils import CSLError
 
 KINDS = ("mislabel", "disorder", "boundary")
 
@@ -72,21 +73,65 @@ def test_flagged_segments_get_error_types_and_eda(audited_arrays):
     assert metrics.eda_sweep(videos)["eda"] >= metrics.eda(videos, results.threshold)
 
 
-def test_replay_does_not_depend_on_batch_size(tmp_path):
+@pytest.mark.parametrize("model", ["transformer", "tcn", "mlp"])
+def test_stacked_replay_equals_the_checkpoint_by_checkpoint_loop(tmp_path, model):
+    """All checkpoints in one pass, video by video, give the losses of the
+    plain loop (load a checkpoint, run the videos, next) within 1e-5, and
+    the plain loop does not depend on how videos are batched."""
     from fiftyone_csl.plugin import train
-    from fiftyone_csl.plugin.replay import replay_fold
+    from fiftyone_csl.plugin.replay import Replayer, replay_fold_naive
     from fiftyone_csl.plugin.sequences import sequences_from_arrays
 
     features, labels = _procedure(num_videos=5)
     seqs = sequences_from_arrays(features, labels)
-    for model in ("transformer", "tcn", "mlp"):
-        config = train.TrainConfig(model=model, epochs=2, folds=2, max_frames=40)  # windows too
+    assert max(len(s) for s in seqs) > 2 * 40  # several windows, and a remainder
+    config = train.TrainConfig(model=model, epochs=4, folds=2, max_frames=40)
+    manifest = {"config": config.to_dict(), "classes": list("abcd"), "in_dim": 12, "files": {}}
+    run_dir = str(tmp_path / model)
+    ckpts = train.train_fold(seqs, 12, 4, config, run_dir, 0, manifest, torch.device("cpu"))
+    one = replay_fold_naive(seqs, ckpts, run_dir, manifest, torch.device("cpu"), batch_size=1)
+    many = replay_fold_naive(seqs, ckpts, run_dir, manifest, torch.device("cpu"), batch_size=4)
+    manifest["checkpoints"] = [ckpts]
+    replayer = Replayer(run_dir, manifest, "cpu", precision="fp32")
+    for s in seqs:
+        np.testing.assert_allclose(one[s.sample_id].loss, many[s.sample_id].loss, atol=1e-5, rtol=1e-5)
+        stacked = replayer.trajectory(s, [0])
+        for name in ("loss", "margin", "final_probs", "mean_probs"):
+            np.testing.assert_allclose(
+                getattr(stacked, name), getattr(one[s.sample_id], name), atol=1e-5, rtol=1e-5, err_msg=name
+            )
+    # mixed precision runs the same code path with bfloat16 matmuls: close, not equal
+    low = Replayer(run_dir, manifest, "cpu", precision="bf16").trajectory(seqs[0], [0])
+    assert np.abs(low.loss - one[seqs[0].sample_id].loss).max() < 0.25
+    assert not np.array_equal(low.loss, one[seqs[0].sample_id].loss)
+
+
+def test_precision_options_are_checked():
+    from fiftyone_csl.plugin.replay import autocast_context
+
+    with pytest.raises(CSLError, match="precision must be one of"):
+        autocast_context("cpu", "fp8")
+    with pytest.raises(CSLError, match="needs a CUDA device"):
+        autocast_context("cpu", "fp16")
+
+
+def test_half_checkpoints_halve_the_files_and_replay_alike(tmp_path):
+    from fiftyone_csl.plugin import runs, train
+    from fiftyone_csl.plugin.replay import Replayer
+    from fiftyone_csl.plugin.sequences import sequences_from_arrays
+
+    features, labels = _procedure(num_videos=4)
+    seqs = sequences_from_arrays(features, labels)
+    out, sizes = {}, {}
+    for half in (False, True):
+        config = train.TrainConfig(epochs=3, folds=2, half_checkpoints=half)
+        run_dir = str(tmp_path / str(half))
         manifest = {"config": config.to_dict(), "classes": list("abcd"), "in_dim": 12, "files": {}}
-        ckpts = train.train_fold(seqs, 12, 4, config, str(tmp_path / model), 0, manifest, torch.device("cpu"))
-        one = replay_fold(seqs, ckpts, str(tmp_path / model), manifest, torch.device("cpu"), batch_size=1)
-        many = replay_fold(seqs, ckpts, str(tmp_path / model), manifest, torch.device("cpu"), batch_size=4)
-        for s in seqs:
-            np.testing.assert_allclose(one[s.sample_id].loss, many[s.sample_id].loss, atol=1e-5, rtol=1e-5)
+        manifest["checkpoints"] = [train.train_fold(seqs, 12, 4, config, run_dir, 0, manifest, torch.device("cpu"))]
+        sizes[half] = runs.checkpoint_bytes_per_epoch(run_dir, manifest)
+        out[half] = Replayer(run_dir, manifest, "cpu", "fp32").trajectory(seqs[0], [0]).loss
+    assert sizes[True] < 0.6 * sizes[False]
+    np.testing.assert_allclose(out[True], out[False], atol=0.05)
 
 
 def test_one_checkpoint_and_identical_checkpoints_give_defined_scores():

@@ -73,7 +73,7 @@ def test_checkpoint_altered_after_training_is_refused(tmp_path):
 
 def test_training_and_replay_on_plain_sequences_find_flipped_labels(tmp_path):
     from fiftyone_csl.plugin import scores
-    from fiftyone_csl.plugin.replay import replay_fold
+    from fiftyone_csl.plugin.replay import replay_fold_naive
     from fiftyone_csl.plugin.sequences import sequences_from_arrays
 
     rng = np.random.default_rng(0)
@@ -99,7 +99,7 @@ def test_training_and_replay_on_plain_sequences_find_flipped_labels(tmp_path):
         train_set = [by_id[i] for i in train.training_ids(folds, k, True)]
         ckpts = train.train_fold(train_set, 16, 3, config, str(tmp_path), k, manifest, torch.device("cpu"))
         assert len(ckpts) == 15
-        out = replay_fold([by_id[i] for i in members], ckpts, str(tmp_path), manifest, torch.device("cpu"))
+        out = replay_fold_naive([by_id[i] for i in members], ckpts, str(tmp_path), manifest, torch.device("cpu"))
         for sid in members:
             assert out[sid].loss.shape == (90, 15)
             csl.append(scores.csl(out[sid]))
