@@ -34,6 +34,7 @@ class TemporalTransformer(nn.Module):
         num_heads: int = 4,
         dropout: float = 0.1,
         input_dropout: float = 0.3,
+        attention_dropout: float = 0.0,
     ):
         super().__init__()
         self.norm = FeatureNorm(in_dim)
@@ -47,6 +48,10 @@ class TemporalTransformer(nn.Module):
             batch_first=True,
             norm_first=True,
         )
+        # Dropout on the (T x T) attention maps costs more than the rest of a
+        # training step on long videos (random masks for T^2 entries, and no
+        # fused attention kernel); it is off unless asked for.
+        layer.self_attn.dropout = attention_dropout
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.out = nn.Linear(hidden_dim, num_classes)
 

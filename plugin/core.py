@@ -153,6 +153,7 @@ class _Prepared:
     sequences: list  # the scored frames (stride grid), features attached later
     in_dim: int
     feature_spec: dict
+    feature_stats: dict | None = None
 
 
 def _feature_spec(embeddings_field, backbone, backbone_weights, stride):
@@ -182,6 +183,7 @@ def _attach_features(prepared, device, cache_dir, progress):
     if spec["embeddings_field"] is not None:
         with progress.stage("features", 1, "fields"):
             return
+    stats = fcf.FeatureStats()
     with progress.stage("features", len(prepared.sequences), "videos") as stage:
         fcf.attach_backbone_features(
             prepared.sequences,
@@ -191,7 +193,9 @@ def _attach_features(prepared, device, cache_dir, progress):
             cache_dir or fcruns.default_cache_dir(),
             spec["backbone_weights"],
             progress_stage=stage,
+            stats=stats,
         )
+    prepared.feature_stats = stats.as_dict()
 
 
 # --- training and replay into a run directory ---------------------------------
@@ -219,6 +223,8 @@ def _train_into(run_dir, prepared, config, fold_members, label_field, device, pr
                     train_set, prepared.in_dim, len(prepared.classes), config, run_dir, k, manifest, device, stage
                 )
             )
+    manifest["checkpoint_bytes_per_epoch"] = fcruns.checkpoint_bytes_per_epoch(run_dir, manifest)
+    manifest["feature_stats"] = prepared.feature_stats
     fcruns.write_manifest(run_dir, manifest)
     return manifest
 
@@ -370,13 +376,19 @@ def _save_summary(samples, run_key, videos=None, evaluation=None):
 
 
 def run_summary(samples, csl_field: str = "csl") -> dict:
-    """The stored summary of a run: counts and the last evaluation, if any."""
-    get_run_config(samples, csl_field)
+    """The stored summary of a run: counts, the last evaluation, checkpoint
+    bytes per epoch and the feature extraction rates (frames per second of
+    decoding and of the backbone)."""
+    config = get_run_config(samples, csl_field)
     results = samples._dataset.load_run_results(csl_field)
     if results is None:
         return {}
     keys = ("num_videos", "num_scored_frames", "num_segments", "evaluation")
-    return {k: getattr(results, k, None) for k in keys}
+    summary = {k: getattr(results, k, None) for k in keys}
+    manifest = fcruns.read_manifest(config.run_dir)
+    summary["checkpoint_bytes_per_epoch"] = manifest.get("checkpoint_bytes_per_epoch")
+    summary["feature_stats"] = manifest.get("feature_stats")
+    return summary
 
 
 def _clear_previous(dataset, run_key, peer_scores, final_dir):

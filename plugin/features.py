@@ -5,7 +5,9 @@ cached on disk, keyed by the video file's sha256, the backbone and the stride,
 so a second run (or a second run key) on the same files decodes nothing.
 """
 
+import logging
 import os
+import time
 
 import numpy as np
 import torch
@@ -13,6 +15,32 @@ import torch
 from ..models.backbones import BACKBONES, build_backbone
 from .sequences import VideoSequence
 from .utils import CSLError, atomic_save_npz, sha256_file
+
+logger = logging.getLogger(__name__)
+
+
+class FeatureStats:
+    """Where feature extraction spends its time: decoding (with resizing)
+    and the backbone, in seconds, over the frames that were not cached."""
+
+    def __init__(self):
+        self.frames = 0
+        self.decode_seconds = 0.0
+        self.backbone_seconds = 0.0
+        self.cached_videos = 0
+        self.videos = 0
+
+    def as_dict(self) -> dict:
+        def rate(seconds):
+            return round(self.frames / seconds, 1) if seconds > 0 else None
+
+        return dict(
+            videos=self.videos,
+            cached_videos=self.cached_videos,
+            frames=self.frames,
+            decode_fps=rate(self.decode_seconds),
+            backbone_fps=rate(self.backbone_seconds),
+        )
 
 
 def decode_frames(path: str, stride: int = 1, size: int = 224):
@@ -46,30 +74,47 @@ def video_features(
     cache_dir: str | None,
     weights_path: str | None = None,
     batch_size: int = 32,
+    stats: FeatureStats | None = None,
 ):
     """Returns ``(frame_numbers (N,), features (N, D))`` of one video file,
-    from the cache when the same file was featurised before."""
+    from the cache when the same file was featurised before.
+
+    The file is decoded once, in a single pass; frames go through the
+    backbone in batches of ``batch_size``.
+    """
+    stats = stats if stats is not None else FeatureStats()
+    stats.videos += 1
     cache_file = None
     if cache_dir is not None:
         cache_file = _cache_path(cache_dir, sha256_file(path), backbone, stride, weights_path)
         if os.path.exists(cache_file):
+            stats.cached_videos += 1
             with np.load(cache_file) as cached:
                 return cached["frame_numbers"], cached["features"]
     size = BACKBONES[backbone].image_size
     numbers, chunks, batch = [], [], []
 
     def flush():
+        started = time.perf_counter()
         images = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).to(device)
         chunks.append(backbone_model(images).float().cpu().numpy())
+        stats.backbone_seconds += time.perf_counter() - started
         batch.clear()
 
-    for number, image in decode_frames(path, stride=stride, size=size):
-        numbers.append(number)
-        batch.append(image)
+    frames = decode_frames(path, stride=stride, size=size)
+    while True:
+        started = time.perf_counter()
+        item = next(frames, None)
+        stats.decode_seconds += time.perf_counter() - started
+        if item is None:
+            break
+        numbers.append(item[0])
+        batch.append(item[1])
         if len(batch) == batch_size:
             flush()
     if batch:
         flush()
+    stats.frames += len(numbers)
     if not numbers:
         raise CSLError(f"no frame could be decoded from {path}")
     frame_numbers = np.asarray(numbers, dtype=np.int64)
@@ -87,12 +132,24 @@ def check_video_files(sequences: list) -> None:
         raise CSLError(f"{len(missing)} video file(s) missing on disk: {shown}")
 
 
-def iter_backbone_features(paths: list, backbone: str, stride: int, device, cache_dir, weights_path=None):
+def iter_backbone_features(
+    paths: list, backbone: str, stride: int, device, cache_dir, weights_path=None, stats: FeatureStats | None = None
+):
     """Yields ``(frame_numbers, features)`` of each video file in turn, with
-    one backbone built for all of them."""
+    one backbone built for all of them; logs the decode and backbone rates."""
+    stats = stats if stats is not None else FeatureStats()
     model = build_backbone(backbone, weights_path).to(device)
     for path in paths:
-        yield video_features(path, model, backbone, stride, device, cache_dir, weights_path)
+        yield video_features(path, model, backbone, stride, device, cache_dir, weights_path, stats=stats)
+    s = stats.as_dict()
+    logger.info(
+        "features: %d video(s), %d from the cache; %d frames decoded at %s fps, backbone at %s fps",
+        s["videos"],
+        s["cached_videos"],
+        s["frames"],
+        s["decode_fps"],
+        s["backbone_fps"],
+    )
 
 
 def attach_backbone_features(
@@ -103,13 +160,16 @@ def attach_backbone_features(
     cache_dir: str | None,
     weights_path: str | None = None,
     progress_stage=None,
+    stats: FeatureStats | None = None,
 ) -> int:
     """Sets ``sequence.features`` for each (already subsampled) sequence.
 
     Returns the feature dimension.
     """
     dim = BACKBONES[backbone].dim
-    decoded = iter_backbone_features([s.filepath for s in sequences], backbone, stride, device, cache_dir, weights_path)
+    decoded = iter_backbone_features(
+        [s.filepath for s in sequences], backbone, stride, device, cache_dir, weights_path, stats
+    )
     for sequence, (numbers, features) in zip(sequences, decoded):
         position = {int(n): i for i, n in enumerate(numbers)}
         missing = [int(f) for f in sequence.frame_numbers if int(f) not in position]

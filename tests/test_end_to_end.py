@@ -62,6 +62,17 @@ def test_fields_views_and_run_exist_and_reload(audited):
     clips = dataset.load_saved_view("csl-suspect-clips")
     assert len(clips) == len(results.segments())
 
+    # trajectories are read back from the run directory on demand
+    sid = next(iter(results.videos))
+    trajectory = results.videos[sid].trajectory
+    assert trajectory.loss.shape == (len(results.videos[sid].frame_numbers), FAST["epochs"])
+    np.testing.assert_allclose(trajectory.loss.mean(1), results.videos[sid].scores["csl"], rtol=1e-5)
+
+    summary = fcsl.run_summary(dataset, "csl")
+    assert 0 < summary["checkpoint_bytes_per_epoch"] < FAST["folds"] * 2**20  # one checkpoint per fold
+    stats = summary["feature_stats"]
+    assert stats["videos"] == len(dataset) and stats["frames"] + stats["cached_videos"] > 0
+
 
 def test_same_key_is_refused_then_overwrite_gives_same_values(audited):
     dataset, results, _ = audited
