@@ -30,6 +30,7 @@ if __package__:
     )
     from .plugin.core import compute_csl as _compute_csl
     from .plugin.corrupt import inject_errors
+    from .plugin.review import select_frames_for_review
     from .plugin.utils import CSLError
 
 __version__ = "0.1.0"
@@ -149,6 +150,7 @@ __all__ = [
     "inject_errors",
     "list_csl_runs",
     "queue_replay_shards",
+    "select_frames_for_review",
     "load_csl_results",
     "register",
     "replay_checkpoints",

@@ -9,6 +9,7 @@ from .flag import FlagErrors
 from .inject import InjectErrors
 from .panel import CSLTimelinePanel
 from .replay import ReplayCheckpoints
+from .review import SelectFramesForReview
 from .train import TrainCheckpoints
 
 OPERATORS = [
@@ -19,6 +20,7 @@ OPERATORS = [
     FlagErrors,
     EvaluateDetection,
     InjectErrors,
+    SelectFramesForReview,
     DeleteRun,
     CSLTimelinePanel,
 ]

@@ -596,7 +596,7 @@ def replay_checkpoints(
         config.state = "scored"
         config.threshold = threshold_value
         config.peer_scores = peer_scores
-        config.fields = fcfields.output_fields(csl_field, peer_scores)
+        config.fields = _with_review_fields(config, fcfields.output_fields(csl_field, peer_scores))
         dataset.update_run_config(csl_field, config)
         _save_summary(dataset, csl_field, _load_videos(dataset, csl_field))
     return CSLResults(csl_field, config.run_dir, prepared.classes, threshold_value, videos)
@@ -624,6 +624,16 @@ def replay_shards(samples, num_shards: int) -> list:
         groups[k].append(sid)
         load[k] += n
     return [sorted(g) for g in groups]
+
+
+def _with_review_fields(config, fields: dict) -> dict:
+    """``fields`` plus the run's review-queue fields, if it has a queue."""
+    if not getattr(config, "review", None):
+        return fields
+    from .review import review_fields
+
+    extra = review_fields(config.csl_field)
+    return {level: sorted(set(fields[level]) | set(extra[level])) for level in fields}
 
 
 def _not_ours(field, config):
@@ -852,6 +862,12 @@ def delete_csl_run(samples, csl_field: str = "csl", delete_files: bool = True) -
     config = get_run_config(dataset, csl_field)
     fields = config.fields
     fcpeers.delete_brain_outputs(dataset, csl_field)  # the brain deletes its own field
+    review = getattr(config, "review", None)
+    if review and review.get("tag"):  # tags this run put on the labels and videos it queued
+        label = config.label_field.removeprefix("frames.")
+        in_frames = label in (dataset.get_frame_field_schema() or {})
+        dataset.untag_labels(review["tag"], label_fields=[f"frames.{label}" if in_frames else label])
+        dataset.untag_samples(review["tag"])
     fcfields.delete_outputs(dataset, [f"frames.{f}" for f in fields["frames"]] + list(fields["samples"]))
     fcviews.delete_views(dataset, csl_field)
     dataset.delete_run(csl_field)

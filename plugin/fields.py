@@ -26,7 +26,11 @@ def output_fields(csl_field: str, peer_scores=()) -> dict:
 
 def existing_outputs(dataset, csl_field: str, peer_scores=()) -> list:
     """The output fields that already exist on ``dataset`` (as ``frames.x`` or ``x``)."""
-    fields = output_fields(csl_field, peer_scores)
+    return existing_outputs_of(dataset, output_fields(csl_field, peer_scores))
+
+
+def existing_outputs_of(dataset, fields: dict) -> list:
+    """Which of ``fields`` (``{"frames": [...], "samples": [...]}``) exist."""
     frame_schema = dataset.get_frame_field_schema() or {}
     sample_schema = dataset.get_field_schema()
     found = [f"frames.{f}" for f in fields["frames"] if f in frame_schema]

@@ -24,6 +24,9 @@ class VideoSequence:
         frame_numbers: (T,) 1-based frame numbers that carry a label, ascending
         labels: (T,) class indices into the run's class list
         features: (T, D) frame features once computed, else None
+        labelled: (T,) bool, False where a frame has no given label and
+            ``labels`` holds the nearest labelled frame's class (sparse
+            labels); None when every frame is labelled
     """
 
     sample_id: str
@@ -31,6 +34,7 @@ class VideoSequence:
     frame_numbers: np.ndarray
     labels: np.ndarray
     features: np.ndarray | None = field(default=None, repr=False)
+    labelled: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self):
         return len(self.frame_numbers)
@@ -155,9 +159,25 @@ def subsample(sequence: VideoSequence, stride: int) -> VideoSequence:
     )
 
 
+def nearest_labelled(labels: np.ndarray, labelled: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
+    """Each frame's class from the nearest labelled frame (ties: the earlier)."""
+    positions = np.arange(len(labels)) if positions is None else np.asarray(positions)
+    known = np.flatnonzero(labelled)
+    if known.size == 0:
+        raise CSLError("a sequence has no labelled frame")
+    right = np.clip(np.searchsorted(positions[known], positions), 0, known.size - 1)
+    left = np.clip(right - 1, 0, known.size - 1)
+    take_left = np.abs(positions - positions[known[left]]) <= np.abs(positions[known[right]] - positions)
+    return labels[np.where(take_left, known[left], known[right])]
+
+
 def sequences_from_arrays(features: list, labels: list, names: list | None = None) -> list:
     """Builds sequences from plain arrays: ``features[i]`` (T_i, D) and
-    ``labels[i]`` (T_i,) class indices. Frame numbers are 1..T_i."""
+    ``labels[i]`` (T_i,) class indices. Frame numbers are 1..T_i.
+
+    A label of -1 marks an unlabelled frame (sparse labels): training weighs
+    it by the ``mgw_sigma`` option, and replay scores it against the nearest
+    labelled frame's class."""
     if len(features) != len(labels):
         raise CSLError("features and labels must have one entry per sequence")
     names = names or [f"seq{i:05d}" for i in range(len(features))]
@@ -167,5 +187,13 @@ def sequences_from_arrays(features: list, labels: list, names: list | None = Non
         y = np.asarray(y, dtype=np.int64)
         if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
             raise CSLError(f"sequence {name}: need features (T, D) and labels (T,)")
-        out.append(VideoSequence(name, None, np.arange(1, len(y) + 1), y, x))
+        labelled = None
+        if (y < 0).any():
+            if (y < -1).any():
+                raise CSLError(f"sequence {name}: labels must be class indices, or -1 for unlabelled frames")
+            labelled = y >= 0
+            if not labelled.any():
+                raise CSLError(f"sequence {name} has no labelled frame")
+            y = nearest_labelled(y, labelled)
+        out.append(VideoSequence(name, None, np.arange(1, len(y) + 1), y, x, labelled))
     return out

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..models import build_head, masked_cross_entropy
-from ..models.losses import IGNORE_INDEX
+from ..models.losses import IGNORE_INDEX, mgw_weights, weighted_cross_entropy
 from .runs import record_file
 from .utils import CSLError, seed_everything
 
@@ -34,6 +34,12 @@ class TrainConfig:
         seed: seeds folds, initialisation, order and dropout
         model_kwargs: passed to the head (hidden_dim, num_layers, dropout, ...)
         half_checkpoints: store checkpoints in float16 (halves the files)
+        mgw_sigma: with sparse labels (some frames unlabelled), the width in
+            frames of the maximum-Gaussian weights: an unlabelled frame trains
+            on its nearest labelled frame's class with weight
+            ``exp(-d^2 / (2 mgw_sigma^2))``, ``d`` its distance to that frame.
+            0 ignores unlabelled frames (masking); ``float("inf")`` trains on
+            them at full weight (interpolation)
     """
 
     model: str = "transformer"
@@ -47,6 +53,7 @@ class TrainConfig:
     seed: int = 51
     model_kwargs: dict = field(default_factory=dict)
     half_checkpoints: bool = False
+    mgw_sigma: float = 5.0
 
     def to_dict(self):
         return asdict(self)
@@ -76,28 +83,40 @@ def training_ids(fold_members: list, k: int, cross_fit: bool) -> list:
     return sorted(sid for j, group in enumerate(fold_members) if j != k for sid in group)
 
 
-def _batches(sequences, batch_size, max_frames, generator):
+def _batches(sequences, batch_size, max_frames, generator, weights=None):
+    """Yields ``(x, y, mask, w)``; ``w`` is None unless ``weights`` gives
+    per-frame training weights (sparse labels)."""
     order = torch.randperm(len(sequences), generator=generator).tolist()
     for start in range(0, len(order), batch_size):
-        chosen = [sequences[i] for i in order[start : start + batch_size]]
+        chosen = [order[i] for i in range(start, min(start + batch_size, len(order)))]
         crops = []
-        for s in chosen:
+        for i in chosen:
+            s = sequences[i]
+            w = None if weights is None else weights[i]
             T = len(s)
+            cut = slice(None)
             if T > max_frames:
                 offset = int(torch.randint(0, T - max_frames + 1, (1,), generator=generator))
-                crops.append((s.features[offset : offset + max_frames], s.labels[offset : offset + max_frames]))
-            else:
-                crops.append((s.features, s.labels))
-        length = max(len(y) for _, y in crops)
+                cut = slice(offset, offset + max_frames)
+            crops.append((s.features[cut], s.labels[cut], None if w is None else w[cut]))
+        length = max(len(y) for _, y, _ in crops)
         dim = crops[0][0].shape[1]
         x = np.zeros((len(crops), length, dim), dtype=np.float32)
         y = np.full((len(crops), length), IGNORE_INDEX, dtype=np.int64)
         mask = np.zeros((len(crops), length), dtype=bool)
-        for i, (f, l) in enumerate(crops):
+        w = None if weights is None else np.zeros((len(crops), length), dtype=np.float32)
+        for i, (f, l, wi) in enumerate(crops):
             x[i, : len(l)] = f
             y[i, : len(l)] = l
             mask[i, : len(l)] = True
-        yield torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask)
+            if w is not None:
+                w[i, : len(l)] = wi
+        yield (
+            torch.from_numpy(x),
+            torch.from_numpy(y),
+            torch.from_numpy(mask),
+            None if w is None else torch.from_numpy(w),
+        )
 
 
 def train_fold(
@@ -125,11 +144,20 @@ def train_fold(
     fold_dir = f"fold_{fold:02d}"
     os.makedirs(os.path.join(run_dir, fold_dir), exist_ok=True)
     checkpoints = []
+    weights = None
+    if any(s.labelled is not None for s in sequences):  # sparse labels
+        weights = [
+            np.ones(len(s)) if s.labelled is None else mgw_weights(s.frame_numbers, s.labelled, config.mgw_sigma)
+            for s in sequences
+        ]
     for epoch in range(1, config.epochs + 1):
         model.train()
-        for x, y, mask in _batches(sequences, config.batch_size, config.max_frames, generator):
+        for x, y, mask, w in _batches(sequences, config.batch_size, config.max_frames, generator, weights):
             logits = model(x.to(device), mask.to(device))
-            loss = masked_cross_entropy(logits, y.to(device))
+            if w is None:
+                loss = masked_cross_entropy(logits, y.to(device))
+            else:
+                loss = weighted_cross_entropy(logits, y.to(device), w.to(device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -6,8 +6,9 @@ def view_names(csl_field: str) -> list:
 
 
 def existing_views(dataset, csl_field: str) -> list:
+    """The run's saved views that exist, the review queue included."""
     saved = set(dataset.list_saved_views())
-    return [name for name in view_names(csl_field) if name in saved]
+    return [name for name in [*view_names(csl_field), f"{csl_field}-review-queue"] if name in saved]
 
 
 def build_views(dataset, csl_field: str, threshold: float) -> dict:

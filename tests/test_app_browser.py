@@ -34,6 +34,7 @@ OPERATOR_LABELS = [
     "CSL: flag errors",
     "CSL: evaluate detection",
     "CSL: inject errors",
+    "CSL: select frames for review",
     "CSL: delete run",
 ]
 TIMEOUT = 90_000

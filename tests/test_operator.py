@@ -14,6 +14,7 @@ OPERATORS = [
     "flag_errors",
     "evaluate_detection",
     "inject_errors",
+    "select_frames_for_review",
     "delete_csl_run",
 ]
 

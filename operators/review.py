@@ -1,0 +1,92 @@
+"""Select frames for review within a budget (APU) and save the review queue."""
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from ..plugin.review import MODES, select_frames_for_review
+from . import common
+
+MODE_LABELS = {
+    "apu_csl": "APU + CSL: uncertain or suspect frames, spread over time",
+    "apu": "APU: uncertain frames, spread over time",
+    "csl": "Highest CSL first",
+    "uncertainty": "Most uncertain first",
+    "random": "Random frames",
+    "equidistant": "Evenly spaced frames",
+}
+
+
+class SelectFramesForReview(foo.Operator):
+    @property
+    def config(self):
+        return common.long_running_config(
+            "select_frames_for_review",
+            "CSL: select frames for review",
+            "Pick the frames most worth reviewing within a budget and save them as a review queue",
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if common.require_video(ctx, inputs) and common.run_key_input(ctx, inputs, scored_only=True):
+            common.target_inputs(ctx, inputs)
+            inputs.float("budget", default=5.0, min=0.0, required=True, label="Budget")
+            inputs.enum("budget_unit", ["percent", "frames"], default="percent", required=True, label="Budget unit")
+            mode = types.RadioGroup()
+            for name in MODES:
+                mode.add_choice(name, label=MODE_LABELS[name])
+            inputs.enum("mode", mode.values(), default="apu_csl", required=True, label="Selection", view=mode)
+            inputs.float(
+                "lam", default=0.5, min=0.0, max=1.0, required=False, label="Lambda (informativeness vs spread)"
+            )
+            inputs.float("sigma", default=10.0, min=0.0, required=False, label="Sigma (spread width, in frames)")
+            inputs.int("passes", default=10, min=1, required=False, label="MC-dropout passes")
+            inputs.str(
+                "tag",
+                required=False,
+                label="Tag (optional)",
+                description="Also tag the selected frames' labels and their videos with this tag",
+            )
+        return types.Property(inputs, view=types.View(label="CSL: select frames for review"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        picks = select_frames_for_review(
+            ctx.target_view(),
+            p["csl_field"],
+            budget=p.get("budget", 5.0),
+            budget_unit=p.get("budget_unit", "percent"),
+            mode=p.get("mode", "apu_csl"),
+            lam=p.get("lam", 0.5) if p.get("lam") is not None else 0.5,
+            sigma=p.get("sigma", 10.0) if p.get("sigma") is not None else 10.0,
+            passes=p.get("passes") or 10,
+            tag=p.get("tag") or None,
+            progress=common.progress_callback(ctx),
+        )
+        common.reload_if_immediate(ctx)
+        return {
+            "selected": len(picks),
+            "videos": len({sid for sid, _ in picks}),
+            "view": f"{p['csl_field']}-review-queue",
+        }
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.int("selected", label="Frames selected")
+        outputs.int("videos", label="Videos")
+        outputs.str("view", label="Saved view")
+        return types.Property(outputs)
+
+    def __call__(self, sample_collection, csl_field="csl", budget=5.0, delegate=False, **kwargs):
+        """Selects frames of ``sample_collection`` for review and saves the
+        queue as ``<csl_field>-review-queue``.
+
+        Args:
+            sample_collection: a video Dataset or DatasetView
+            csl_field ("csl"): the run key (a scored run)
+            budget (5.0): frames to select, in ``budget_unit`` (default percent)
+            delegate (False): queue a delegated operation instead of running now
+            **kwargs: ``budget_unit``, ``mode``, ``lam``, ``sigma``, ``passes``,
+                ``tag``; see :func:`fiftyone_csl.select_frames_for_review`
+        """
+        params = dict(csl_field=csl_field, budget=budget, **kwargs)
+        return common.execute_twin(self, sample_collection, params, delegate)
