@@ -57,9 +57,15 @@ def test_operators_inject_audit_flag_evaluate_delete(scratch):
     assert report["eda"] > 0.8 and report["type_accuracy"]["segments"] > 0
     assert report["segmenter"]["edit"] > 50 and set(report["segmenter"]) >= {"f1@10", "f1@25", "f1@50"}
 
+    review = foo.get_operator(URI + "select_frames_for_review")
+    out = _ok(review(scratch, "op", budget=25, budget_unit="frames", mode="apu", passes=3))
+    assert out["selected"] == 25 and out["view"] == "op-review-queue"
+    assert scratch.load_saved_view("op-review-queue").count("frames") == 25
+
     _ok(foo.get_operator(URI + "delete_csl_run")(scratch, "op"))
     scratch.reload()
     assert "op" not in scratch.list_runs() and "op" not in scratch.get_frame_field_schema()
+    assert "op-review-queue" not in scratch.list_saved_views()
 
 
 def test_operators_train_on_one_view_and_replay_on_another(scratch):

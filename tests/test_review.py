@@ -151,7 +151,7 @@ def _error_segments(dataset):
 def test_review_queue_prefers_injected_errors_and_is_replaced_and_deleted(scratch):
     from fiftyone import ViewField as F
 
-    fcsl.compute_csl(scratch, "phase", csl_field="rq", embeddings_field="emb", epochs=12, folds=4, seed=7)
+    fcsl.compute_csl(scratch, "phase", csl_field="rq", embeddings_field="emb", epochs=10, folds=4, seed=7)
     total = scratch.count("frames.phase")
     segments = _error_segments(scratch)
     picks = fcsl.select_frames_for_review(scratch, "rq", budget=5, passes=4, tag="check")
