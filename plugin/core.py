@@ -25,7 +25,7 @@ from . import scores as fcscores
 from . import sequences as fcseq
 from . import train as fctrain
 from . import views as fcviews
-from .replay import Replayer, Trajectory, load_trajectory
+from .replay import Replayer, Trajectory, autocast_context, load_trajectory
 from .utils import CSLError, StagedProgress, atomic_save_npz, resolve_device
 
 METHOD = "fiftyone-csl"
@@ -105,9 +105,14 @@ class CSLResults:
 # --- checks -----------------------------------------------------------------
 
 
-def _check_options(stride=1, epochs=1, peer_scores=(), backbone=None, embeddings_field=None, model=None):
+def _check_options(
+    stride=1, epochs=1, peer_scores=(), backbone=None, embeddings_field=None, model=None, precision="auto"
+):
     from ..models import HEADS
+    from .replay import PRECISIONS
 
+    if precision not in PRECISIONS:
+        raise CSLError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     known = set(fcscores.SCORES) | {"mistakenness"}
     unknown = sorted(set(peer_scores) - known)
     if unknown:
@@ -564,11 +569,12 @@ def replay_checkpoints(
     manifest = fcruns.read_manifest(config.run_dir)
     label_field = label_field or manifest["label_field"]
     peer_scores = list(config.peer_scores if peer_scores is None else [p for p in peer_scores if p != "csl"])
-    _check_options(peer_scores=peer_scores)
+    _check_options(peer_scores=peer_scores, precision=precision)
     threshold_value = fcflags.resolve_threshold(
         config.threshold if threshold is None else threshold, len(manifest["classes"])
     )
     torch_device = resolve_device(device)
+    autocast_context(torch_device, precision)
     prepared = _prepare(samples, label_field, manifest["classes"], manifest["features"])
     if prepared.classes != manifest["classes"]:
         raise CSLError("the run's class list changed")
@@ -694,10 +700,12 @@ def compute_csl(
     started = time.time()
     dataset = samples._dataset
     peer_scores = [p for p in peer_scores if p != "csl"]
+    _check_options(precision=precision)
     config, torch_device, prepared, fold_members = _begin(
         samples, label_field, csl_field, embeddings_field, classes, backbone, backbone_weights, model, epochs,
         folds, cross_fit, stride, device, seed, overwrite, peer_scores, train_kwargs,
     )  # fmt: skip
+    autocast_context(torch_device, precision)  # an impossible precision fails before any work
     if store_embeddings_field is not None:
         if embeddings_field is not None:
             raise CSLError("store_embeddings_field only applies when a backbone computes the features")
@@ -916,7 +924,7 @@ def compute_csl_arrays(
     peer_scores = [p for p in peer_scores if p != "csl"]
     if "mistakenness" in peer_scores:
         raise CSLError("the 'mistakenness' peer needs a FiftyOne collection")
-    _check_options(1, epochs, peer_scores, None, None, model)
+    _check_options(1, epochs, peer_scores, None, None, model, precision)
     sequences = fcseq.sequences_from_arrays(features, labels, names)
     dims = {s.features.shape[1] for s in sequences}
     if len(dims) != 1:
@@ -935,6 +943,7 @@ def compute_csl_arrays(
     prepared = _Prepared(classes, sequences, sequences, dims.pop(), _feature_spec(None, None, None, 1))
     threshold_value = fcflags.resolve_threshold(threshold, len(classes))
     torch_device = resolve_device(device)
+    autocast_context(torch_device, precision)
     progress = StagedProgress(progress, {"train": 4, "replay": 1.5})
     owned = run_dir is None
     run_dir = run_dir or tempfile.mkdtemp(prefix="fcsl-arrays-")

@@ -81,6 +81,8 @@ def test_bad_run_key_and_options(scratch):
     _refused(scratch, "unknown model", "phase", embeddings_field="emb", model="lstm")
     _refused(scratch, "stride", "phase", embeddings_field="emb", stride=0)
     _refused(scratch, "threshold", "phase", embeddings_field="emb", threshold="high")
+    _refused(scratch, "precision must be one of", "phase", embeddings_field="emb", precision="fp8")
+    _refused(scratch, "needs a CUDA device", "phase", embeddings_field="emb", precision="fp16", device="cpu")
 
 
 def test_unknown_class_list(scratch):
