@@ -15,7 +15,7 @@ Ablations on ``weak``: TCN and frame-wise MLP instead of the transformer,
 in-sample trajectories instead of cross-fitting; from the same trajectories:
 every 5th checkpoint only, and the first 10 or 20 epochs only.
 
-    .venv/bin/python benchmarks/detection.py                 # full run, about 25 min on 2 cores
+    .venv/bin/python benchmarks/detection.py                 # full run, about 20 min on 2 cores
     .venv/bin/python benchmarks/detection.py --quick         # a smoke run
 
 Writes ``benchmarks/results/detection.json`` and prints Markdown tables.
