@@ -38,8 +38,9 @@ class TrainConfig:
             frames of the maximum-Gaussian weights: an unlabelled frame trains
             on its nearest labelled frame's class with weight
             ``exp(-d^2 / (2 mgw_sigma^2))``, ``d`` its distance to that frame.
-            0 ignores unlabelled frames (masking); ``float("inf")`` trains on
-            them at full weight (interpolation)
+            0 ignores unlabelled frames (masking, the default: it did best in
+            ``benchmarks/review.py``); ``float("inf")`` trains on them at full
+            weight (interpolation)
     """
 
     model: str = "transformer"
@@ -53,7 +54,7 @@ class TrainConfig:
     seed: int = 51
     model_kwargs: dict = field(default_factory=dict)
     half_checkpoints: bool = False
-    mgw_sigma: float = 5.0
+    mgw_sigma: float = 0.0
 
     def to_dict(self):
         return asdict(self)
