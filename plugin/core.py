@@ -246,16 +246,16 @@ def _replay_and_score(run_dir, manifest, sequences, device, precision, progress,
 
     Returns ``{sample_id: VideoScores}`` in the order of ``sequences``.
     """
-    fold_of = {sid: k for k, members in enumerate(manifest["folds"]) for sid in members}
-    every_fold = [k for k, c in enumerate(manifest["checkpoints"]) if c]
-    ordered = sorted(sequences, key=lambda s: fold_of.get(s.sample_id, len(manifest["folds"])))
+    route = fcruns.fold_router(manifest)
+    # one fold after another, then new videos: each fold's stack loads once
+    ordered = sorted(sequences, key=lambda s: (len(route(s.sample_id)), route(s.sample_id)))
     replayer = Replayer(run_dir, manifest, device, precision)
     if save:
         os.makedirs(os.path.join(run_dir, "trajectories"), exist_ok=True)
     videos = {}
     with progress.stage("replay", sum(len(s) for s in sequences), "frames") as stage:
         for s in ordered:
-            folds = [fold_of[s.sample_id]] if s.sample_id in fold_of else every_fold
+            folds = route(s.sample_id)
             replayer.keep_only(folds)
             trajectory = replayer.trajectory(s, folds)
             path = _save_trajectory(run_dir, manifest, s, trajectory) if save else None
@@ -872,9 +872,7 @@ def delete_csl_run(samples, csl_field: str = "csl", delete_files: bool = True) -
     fcpeers.delete_brain_outputs(dataset, csl_field)  # the brain deletes its own field
     review = getattr(config, "review", None)
     if review and review.get("tag"):  # tags this run put on the labels and videos it queued
-        label = config.label_field.removeprefix("frames.")
-        in_frames = label in (dataset.get_frame_field_schema() or {})
-        dataset.untag_labels(review["tag"], label_fields=[f"frames.{label}" if in_frames else label])
+        dataset.untag_labels(review["tag"], label_fields=[fcfields.label_path(dataset, config.label_field)])
         dataset.untag_samples(review["tag"])
     fcfields.delete_outputs(dataset, [f"frames.{f}" for f in fields["frames"]] + list(fields["samples"]))
     fcviews.delete_views(dataset, csl_field)

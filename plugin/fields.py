@@ -51,6 +51,13 @@ def spread_to_labelled_frames(
     return values[np.where(use_left, left, right)]
 
 
+def label_path(dataset, label_field: str) -> str:
+    """``label_field`` as FiftyOne label paths name it: ``frames.x`` for a
+    frame-level field, ``x`` for a sample-level one."""
+    name = label_field.removeprefix("frames.")
+    return f"frames.{name}" if name in (dataset.get_frame_field_schema() or {}) else name
+
+
 def write_frame_scores(dataset, field: str, per_sample: dict) -> None:
     """``per_sample``: ``{sample_id: (frame_numbers, values)}`` -> ``frames.<field>``."""
     values = {sid: {int(f): float(v) for f, v in zip(numbers, vals)} for sid, (numbers, vals) in per_sample.items()}

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .replay import build_run_head, load_state
+from .runs import fold_router
 from .utils import CSLError
 
 MODES = ("apu_csl", "apu", "csl", "uncertainty", "random", "equidistant")
@@ -60,8 +61,7 @@ def run_uncertainty(run_dir, manifest, sequences, device, passes: int = 10, seed
     """``{sample_id: U}`` under the last checkpoint of each video's own fold
     (a video in no fold: every fold's, averaged)."""
     torch.manual_seed(seed)
-    fold_of = {sid: k for k, members in enumerate(manifest["folds"]) for sid in members}
-    every_fold = [k for k, c in enumerate(manifest["checkpoints"]) if c]
+    route = fold_router(manifest)
     heads = {}
 
     def head(k):
@@ -73,9 +73,9 @@ def run_uncertainty(run_dir, manifest, sequences, device, passes: int = 10, seed
 
     out = {}
     for s in sequences:
-        folds = [fold_of[s.sample_id]] if s.sample_id in fold_of else every_fold
         values = [
-            mc_dropout_uncertainty(head(k), s.features, manifest["config"]["max_frames"], passes, device) for k in folds
+            mc_dropout_uncertainty(head(k), s.features, manifest["config"]["max_frames"], passes, device)
+            for k in route(s.sample_id)
         ]
         out[s.sample_id] = np.mean(values, axis=0)
         if progress_stage is not None:
@@ -333,7 +333,8 @@ def select_frames_for_review(
         if missing:
             raise CSLError(f"{len(missing)} video(s) have no CSL in run '{csl_field}': replay the run over them first")
         csl = {
-            sid: _values_at(videos[sid].frame_numbers, videos[sid].scores["csl"], n) for sid, n in frame_numbers.items()
+            sid: fcfields.spread_to_labelled_frames(videos[sid].frame_numbers, videos[sid].scores["csl"], n)
+            for sid, n in frame_numbers.items()
         }
     uncertainty = None
     if mode in NEEDS_UNCERTAINTY:
@@ -357,7 +358,7 @@ def select_frames_for_review(
     with progress.stage("write", 1, "steps"):
         previous = getattr(config, "review", None)
         if previous and previous.get("tag"):
-            dataset.untag_labels(previous["tag"], label_fields=[_label_path(manifest, frame_schema)])
+            dataset.untag_labels(previous["tag"], label_fields=[fcfields.label_path(dataset, manifest["label_field"])])
             dataset.untag_samples(previous["tag"])
         fcfields.delete_outputs(dataset, [f"frames.{priority_field}", first_field])
         per_video = {}
@@ -367,7 +368,7 @@ def select_frames_for_review(
         dataset.set_values(first_field, {sid: min(r.values()) for sid, r in per_video.items()}, key_field="id")
         queue = dataset.match_frames(F(priority_field) != None).sort_by(first_field)  # noqa: E711
         if tag:
-            queue.tag_labels(tag, label_fields=[_label_path(manifest, frame_schema)])
+            queue.tag_labels(tag, label_fields=[fcfields.label_path(dataset, manifest["label_field"])])
             queue.tag_samples(tag)
         dataset.save_view(
             review_view_name(csl_field),
@@ -379,22 +380,6 @@ def select_frames_for_review(
             mode=mode, budget=k, lam=float(lam), sigma=float(sigma), passes=int(passes), csl_weight=float(csl_weight),
             tag=tag, seed=int(seed),
         )  # fmt: skip
-        for level, names in review_fields(csl_field).items():
-            config.fields[level] = sorted(set(config.fields[level]) | set(names))
+        config.fields = core._with_review_fields(config, config.fields)
         dataset.update_run_config(csl_field, config)
     return picks
-
-
-def _label_path(manifest, frame_schema) -> str:
-    label = manifest["label_field"].removeprefix("frames.")
-    return f"frames.{label}" if label in frame_schema else label
-
-
-def _values_at(numbers, values, wanted):
-    """``values`` (at frame ``numbers``) read at frames ``wanted``; frames
-    not in ``numbers`` take the nearest one's value."""
-    numbers = np.asarray(numbers)
-    idx = np.clip(np.searchsorted(numbers, wanted), 0, len(numbers) - 1)
-    left = np.clip(idx - 1, 0, len(numbers) - 1)
-    nearer_left = np.abs(np.asarray(wanted) - numbers[left]) < np.abs(numbers[idx] - np.asarray(wanted))
-    return np.asarray(values)[np.where(nearer_left, left, idx)]

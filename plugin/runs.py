@@ -90,6 +90,15 @@ def merge_into_manifest(run_dir: str, manifest: dict, relpaths: list, trajectori
     return merged
 
 
+def fold_router(manifest: dict):
+    """A function giving, for a sample id, the folds whose checkpoints score
+    it: its own fold (models that never trained on it), or every fold for a
+    video new since training (their results averaged)."""
+    fold_of = {sid: k for k, members in enumerate(manifest["folds"]) for sid in members}
+    every_fold = [k for k, c in enumerate(manifest["checkpoints"]) if c]
+    return lambda sample_id: [fold_of[sample_id]] if sample_id in fold_of else every_fold
+
+
 def checkpoint_bytes_per_epoch(run_dir: str, manifest: dict) -> int:
     """Mean size on disk of one epoch's checkpoints, summed over folds."""
     checkpoints = manifest.get("checkpoints") or []
