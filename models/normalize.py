@@ -20,7 +20,8 @@ class FeatureNorm(nn.Module):
     def fit(self, features: torch.Tensor) -> None:
         # features: (N, D) pooled over all training frames
         self.mean.copy_(features.mean(0))
-        self.std.copy_(features.std(0).clamp_min(1e-6))
+        if len(features) > 1:  # the std of one frame is undefined (NaN)
+            self.std.copy_(features.std(0).clamp_min(1e-6))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std

@@ -3,7 +3,7 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.core import compute_csl
+from ..plugin.steps import compute_csl
 from . import common
 
 
@@ -32,11 +32,7 @@ class AuditVideoLabels(foo.Operator):
         results = compute_csl(
             ctx.target_view(),
             p["label_field"],
-            p.get("csl_field") or "csl",
-            p.get("embeddings_field") or None,
-            **common.training_params(p),
-            peer_scores=p.get("peer_scores") or (),
-            threshold=p.get("threshold") if p.get("threshold") is not None else "auto",
+            **common.engine_params(p, ("csl_field", *common.TRAINING_PARAMS, "peer_scores", "threshold")),
             progress=common.progress_callback(ctx),
         )
         common.reload_if_immediate(ctx)

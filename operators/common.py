@@ -7,7 +7,7 @@ import fiftyone.operators.types as types
 
 from ..models import HEADS
 from ..models.backbones import BACKBONES
-from ..plugin.core import list_csl_runs
+from ..plugin.record import list_csl_runs
 from ..plugin.scores import SCORES
 
 
@@ -159,17 +159,13 @@ def peer_inputs(ctx, inputs):
     )
 
 
-def training_params(p) -> dict:
-    """Engine keyword arguments from the features and training inputs."""
-    return dict(
-        backbone=p.get("backbone") or "efficientnet-lite0",
-        model=p.get("model") or "transformer",
-        epochs=p.get("epochs", 30),
-        folds=p.get("folds", 5),
-        cross_fit=p.get("cross_fit", True),
-        stride=p.get("stride", 1),
-        overwrite=p.get("overwrite", False),
-    )
+TRAINING_PARAMS = ("embeddings_field", "backbone", "model", "epochs", "folds", "cross_fit", "stride", "overwrite")
+
+
+def engine_params(p, names) -> dict:
+    """The engine keyword arguments among ``names`` that the user set: empty
+    inputs are left out, so the engine's defaults apply (they live there only)."""
+    return {name: p[name] for name in names if p.get(name) not in (None, "", [], ())}
 
 
 def threshold_input(ctx, inputs):

@@ -4,7 +4,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ..models.backbones import BACKBONES
-from ..plugin.core import compute_features
+from ..plugin.steps import compute_features
 from . import common
 
 
@@ -32,9 +32,7 @@ class ComputeFrameFeatures(foo.Operator):
         frames = compute_features(
             ctx.target_view(),
             p["embeddings_field"],
-            backbone=p.get("backbone") or "efficientnet-lite0",
-            stride=p.get("stride", 1),
-            overwrite=p.get("overwrite", False),
+            **common.engine_params(p, ("backbone", "stride", "overwrite")),
             progress=common.progress_callback(ctx),
         )
         common.reload_if_immediate(ctx)

@@ -3,7 +3,7 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.core import flag_errors
+from ..plugin.steps import flag_errors
 from . import common
 
 
@@ -25,8 +25,7 @@ class FlagErrors(foo.Operator):
 
     def execute(self, ctx):
         p = ctx.params
-        threshold = p.get("threshold")
-        results = flag_errors(ctx.target_view(), p["csl_field"], "auto" if threshold is None else threshold)
+        results = flag_errors(ctx.target_view(), p["csl_field"], **common.engine_params(p, ("threshold",)))
         ctx.trigger("reload_dataset")
         return {"suspect_segments": len(results.segments()), "threshold": results.threshold}
 

@@ -44,10 +44,7 @@ class InjectErrors(foo.Operator):
             p["label_field"],
             p["out_field"],
             p.get("error_field") or None,
-            kinds=tuple(p.get("kinds") or ("mislabel", "disorder")),
-            rate=p.get("rate", 0.1),
-            seed=p.get("seed", 0),
-            overwrite=p.get("overwrite", False),
+            **common.engine_params(p, ("kinds", "rate", "seed", "overwrite")),
         )
         ctx.trigger("reload_dataset")
         return {"corrupted_frames": sum(counts.values()), "by_type": str(counts)}

@@ -4,7 +4,8 @@ segments shaded and the given vs suggested labels as tracks."""
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.core import list_csl_runs, load_csl_results
+from ..plugin.access import load_csl_results
+from ..plugin.record import list_csl_runs
 
 EMPTY_MESSAGE = (
     "### No CSL for this video yet\n\n"

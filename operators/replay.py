@@ -6,8 +6,9 @@ import fiftyone.operators.types as types
 from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionContext
 
-from ..plugin.core import get_run_config, replay_checkpoints, replay_shards
+from ..plugin.record import get_run_config
 from ..plugin.replay import PRECISIONS
+from ..plugin.steps import replay_checkpoints, replay_shards
 from . import common
 
 
@@ -56,11 +57,14 @@ class ReplayCheckpoints(foo.Operator):
                 shards,
                 delegation_target=ctx.request_params.get("delegation_target"),
                 operator_uri=self.uri,
-                **_engine_params(p),
+                **common.engine_params(p, ("peer_scores", "threshold", "precision")),
             )
             return {"run_key": p["csl_field"], "queued_shards": len(queued)}
         results = replay_checkpoints(
-            ctx.target_view(), p["csl_field"], progress=common.progress_callback(ctx), **_engine_params(p)
+            ctx.target_view(),
+            p["csl_field"],
+            progress=common.progress_callback(ctx),
+            **common.engine_params(p, ("peer_scores", "threshold", "precision")),
         )
         common.reload_if_immediate(ctx)
         return {"run_key": results.run_key, "videos": len(results.videos), "suspect_segments": len(results.segments())}
@@ -87,13 +91,6 @@ class ReplayCheckpoints(foo.Operator):
         """
         params = dict(csl_field=csl_field, shards=shards, **kwargs)
         return common.execute_twin(self, sample_collection, params, delegate)
-
-
-def _engine_params(p) -> dict:
-    out = dict(peer_scores=p.get("peer_scores"), threshold=p.get("threshold"))
-    if p.get("precision"):
-        out["precision"] = p["precision"]
-    return out
 
 
 URI = "@fiftyone-csl/csl/replay_checkpoints"

@@ -53,13 +53,7 @@ class SelectFramesForReview(foo.Operator):
         picks = select_frames_for_review(
             ctx.target_view(),
             p["csl_field"],
-            budget=p.get("budget", 5.0),
-            budget_unit=p.get("budget_unit", "percent"),
-            mode=p.get("mode", "apu_csl"),
-            lam=p.get("lam", 0.5) if p.get("lam") is not None else 0.5,
-            sigma=p.get("sigma", 10.0) if p.get("sigma") is not None else 10.0,
-            passes=p.get("passes") or 10,
-            tag=p.get("tag") or None,
+            **common.engine_params(p, ("budget", "budget_unit", "mode", "lam", "sigma", "passes", "tag")),
             progress=common.progress_callback(ctx),
         )
         common.reload_if_immediate(ctx)

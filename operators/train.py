@@ -3,7 +3,7 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.core import train_checkpoints
+from ..plugin.steps import train_checkpoints
 from . import common
 
 
@@ -27,15 +27,11 @@ class TrainCheckpoints(foo.Operator):
 
     def execute(self, ctx):
         p = ctx.params
+        params = common.engine_params(p, ("csl_field", *common.TRAINING_PARAMS))
         run_dir = train_checkpoints(
-            ctx.target_view(),
-            p["label_field"],
-            p.get("csl_field") or "csl",
-            p.get("embeddings_field") or None,
-            **common.training_params(p),
-            progress=common.progress_callback(ctx),
+            ctx.target_view(), p["label_field"], **params, progress=common.progress_callback(ctx)
         )
-        return {"run_key": p.get("csl_field") or "csl", "run_dir": run_dir}
+        return {"run_key": params.get("csl_field", "csl"), "run_dir": run_dir}
 
     def resolve_output(self, ctx):
         outputs = types.Object()

@@ -126,7 +126,7 @@ def build_demo_dataset(
     """
     import fiftyone as fo
 
-    from .runs import base_dir
+    from .record import base_dir
 
     if fo.dataset_exists(name):
         if not overwrite:

@@ -50,13 +50,27 @@ def decode_frames(path: str, stride: int = 1, size: int = 224):
     """
     import av
 
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for index, frame in enumerate(container.decode(stream)):
-            if index % stride == 0:
-                image = frame.to_ndarray(format="rgb24", width=size, height=size)
-                yield index + 1, image
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise CSLError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for index, frame in enumerate(container.decode(stream)):
+                if index % stride == 0:
+                    image = frame.to_ndarray(format="rgb24", width=size, height=size)
+                    yield index + 1, image
+    except av.error.FFmpegError as e:
+        raise CSLError(f"cannot decode video {path}: {e}") from None
+
+
+def check_decodable(paths: list) -> None:
+    """Opens every video and decodes its first frame; raises :class:`CSLError`
+    naming the first file that fails (a broken file fails here, before any
+    work, not in the middle of feature extraction)."""
+    for path in paths:
+        if next(decode_frames(path, 1, 8), None) is None:
+            raise CSLError(f"no frame could be decoded from {path}")
 
 
 def _cache_path(cache_dir, file_hash, backbone, stride, weights_path):
@@ -126,10 +140,12 @@ def video_features(
 
 
 def check_video_files(sequences: list) -> None:
+    """Every video file exists and its first frame decodes."""
     missing = [s.filepath for s in sequences if not s.filepath or not os.path.isfile(s.filepath)]
     if missing:
         shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
         raise CSLError(f"{len(missing)} video file(s) missing on disk: {shown}")
+    check_decodable([s.filepath for s in sequences])
 
 
 def iter_backbone_features(

@@ -1,41 +1,11 @@
-"""Write-back of scores and flags to FiftyOne, with bulk ``set_values``.
+"""Field values for FiftyOne, written with bulk ``set_values``.
 
-Every output field name derives from the run key (``csl_field``) here, in one
-place: :func:`output_fields`.
+The names come from the run record
+(:class:`~fiftyone_csl.plugin.record.RunNames`); what to write, and when, from
+:mod:`~fiftyone_csl.plugin.writeback`.
 """
 
 import numpy as np
-
-
-def score_field(csl_field: str, name: str) -> str:
-    """The frame field of score ``name``: ``csl`` -> ``<csl_field>``,
-    ``csl_smooth`` -> ``<csl_field>_smooth``, ``aum`` -> ``<csl_field>_aum``."""
-    if name == "csl":
-        return csl_field
-    return f"{csl_field}_{name.removeprefix('csl_')}"
-
-
-def output_fields(csl_field: str, peer_scores=()) -> dict:
-    """``{"frames": [...], "samples": [...]}``: every field a run writes."""
-    frames = [score_field(csl_field, name) for name in ["csl", *peer_scores]]
-    if "mistakenness" in peer_scores:  # the brain scores predictions stored here
-        frames.append(f"{csl_field}_predictions")
-    samples = [f"{csl_field}_max", f"{csl_field}_mean", f"{csl_field}_errors"]
-    return {"frames": frames, "samples": samples}
-
-
-def existing_outputs(dataset, csl_field: str, peer_scores=()) -> list:
-    """The output fields that already exist on ``dataset`` (as ``frames.x`` or ``x``)."""
-    return existing_outputs_of(dataset, output_fields(csl_field, peer_scores))
-
-
-def existing_outputs_of(dataset, fields: dict) -> list:
-    """Which of ``fields`` (``{"frames": [...], "samples": [...]}``) exist."""
-    frame_schema = dataset.get_frame_field_schema() or {}
-    sample_schema = dataset.get_field_schema()
-    found = [f"frames.{f}" for f in fields["frames"] if f in frame_schema]
-    found += [f for f in fields["samples"] if f in sample_schema]
-    return found
 
 
 def spread_to_labelled_frames(

@@ -10,21 +10,12 @@ import numpy as np
 from .utils import CSLError
 
 
-def prediction_field(run_key: str) -> str:
-    return f"{run_key}_predictions"
-
-
-def mistakenness_field(run_key: str) -> str:
-    from .fields import score_field
-
-    return score_field(run_key, "mistakenness")
-
-
-def brain_mistakenness(samples, run_key: str, label_field: str, videos: dict, classes: list) -> dict:
+def brain_mistakenness(samples, names, label_field: str, videos: dict, classes: list) -> dict:
     """Runs fiftyone-brain's mistakenness on the scored frames of ``videos``.
 
-    Writes ``frames.<run_key>_predictions`` and (through the brain)
-    ``frames.<run_key>_mistakenness`` plus a brain run of that key. Returns
+    Writes ``frames.<key>_predictions`` and (through the brain)
+    ``frames.<key>_mistakenness`` plus a brain run of that key (names from
+    ``names``, a :class:`~fiftyone_csl.plugin.record.RunNames`). Returns
     ``{sample_id: (T,) mistakenness}`` on each video's scored frames.
     """
     import fiftyone as fo
@@ -35,7 +26,7 @@ def brain_mistakenness(samples, run_key: str, label_field: str, videos: dict, cl
     if label_field_kind(samples, label_field) != "frames":
         raise CSLError("the 'mistakenness' peer needs a frame-level Classification label field")
     dataset = samples._dataset
-    pred_field = prediction_field(run_key)
+    pred_field = names.predictions_field
     values = {}
     for sid, video in videos.items():
         probs = np.clip(video.trajectory.final_probs, 1e-12, 1.0)
@@ -46,7 +37,7 @@ def brain_mistakenness(samples, run_key: str, label_field: str, videos: dict, cl
             for f, p in zip(video.frame_numbers, probs)
         }
     dataset.set_values(f"frames.{pred_field}", values, key_field="id")
-    key = mistakenness_field(run_key)
+    key = names.brain_key
     if key in dataset.list_brain_runs():
         dataset.delete_brain_run(key)
     scored = dataset.select(list(videos))
@@ -58,13 +49,13 @@ def brain_mistakenness(samples, run_key: str, label_field: str, videos: dict, cl
         use_logits=True,
         progress=False,
     )
-    return read_mistakenness(samples, run_key, videos)
+    return read_mistakenness(samples, names, videos)
 
 
-def read_mistakenness(samples, run_key: str, videos: dict) -> dict:
+def read_mistakenness(samples, names, videos: dict) -> dict:
     """``{sample_id: (T,) mistakenness}`` on each video's scored frames, as
     the brain stored it (0 where a frame has none)."""
-    field = mistakenness_field(run_key)
+    field = names.brain_key
     ids, fns, values = samples.select(list(videos)).values(["id", "frames.frame_number", f"frames.{field}"])
     lookup = {sid: dict(zip(fn, val)) for sid, fn, val in zip(ids, fns, values)}
     return {
@@ -73,7 +64,7 @@ def read_mistakenness(samples, run_key: str, videos: dict) -> dict:
     }
 
 
-def delete_brain_outputs(dataset, run_key: str) -> None:
-    key = mistakenness_field(run_key)
-    if key in dataset.list_brain_runs():
-        dataset.delete_brain_run(key)
+def delete_brain_outputs(dataset, brain_key: str) -> None:
+    """Deletes the brain run ``brain_key`` (the brain removes its own field)."""
+    if brain_key in dataset.list_brain_runs():
+        dataset.delete_brain_run(brain_key)

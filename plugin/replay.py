@@ -23,7 +23,6 @@ from torch.nn import functional as F
 from ..models import build_head
 from ..models.losses import per_frame_cross_entropy
 from ..models.stacked import StackedHead
-from .runs import verified_path
 from .utils import CSLError
 
 
@@ -60,20 +59,21 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 ROWS_PER_CALL = 1 << 18
 
 
-def load_state(run_dir: str, manifest: dict, relpath: str, device) -> dict:
-    """A checkpoint's state dict in float32, after its sha256 is verified."""
-    path = verified_path(run_dir, manifest, relpath)
+def load_state(run_dir: str, manifest, relpath: str, device) -> dict:
+    """A checkpoint's state dict in float32, after its sha256 is verified
+    against ``manifest`` (a :class:`~fiftyone_csl.plugin.record.Manifest`)."""
+    path = manifest.verified_path(run_dir, relpath)
     state = torch.load(path, map_location=device, weights_only=True)
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def load_checkpoint(run_dir: str, manifest: dict, relpath: str, model: torch.nn.Module, device) -> None:
+def load_checkpoint(run_dir: str, manifest, relpath: str, model: torch.nn.Module, device) -> None:
     model.load_state_dict(load_state(run_dir, manifest, relpath, device))
 
 
-def build_run_head(manifest: dict, device) -> torch.nn.Module:
-    config = manifest["config"]
-    head = build_head(config["model"], manifest["in_dim"], len(manifest["classes"]), **config.get("model_kwargs", {}))
+def build_run_head(manifest, device) -> torch.nn.Module:
+    config = manifest.config
+    head = build_head(config["model"], manifest.in_dim, len(manifest.classes), **config.get("model_kwargs", {}))
     return head.to(device)
 
 
@@ -106,17 +106,17 @@ class Replayer:
         precision: ``"auto"``, ``"fp32"``, ``"fp16"`` (CUDA) or ``"bf16"``
     """
 
-    def __init__(self, run_dir: str, manifest: dict, device, precision: str = "auto"):
+    def __init__(self, run_dir: str, manifest, device, precision: str = "auto"):
         self.run_dir = run_dir
         self.manifest = manifest
         self.device = torch.device(device)
         self.autocast = lambda: autocast_context(self.device, precision)
-        self.max_frames = manifest["config"]["max_frames"]
+        self.max_frames = manifest.config["max_frames"]
         self._stacks = {}
 
     def _stack(self, fold: int) -> StackedHead:
         if fold not in self._stacks:
-            relpaths = self.manifest["checkpoints"][fold]
+            relpaths = self.manifest.checkpoints[fold]
             if not relpaths:
                 raise CSLError(f"nothing to replay: fold {fold} has no checkpoint")
             states = [load_state(self.run_dir, self.manifest, r, self.device) for r in relpaths]
@@ -135,9 +135,9 @@ class Replayer:
         The video is cut into windows of ``max_frames`` as in training; whole
         windows run together, in groups small enough to bound memory.
         """
-        if features.shape[1] != self.manifest["in_dim"]:
+        if features.shape[1] != self.manifest.in_dim:
             raise CSLError(
-                f"features have dimension {features.shape[1]}; the run's models expect {self.manifest['in_dim']}"
+                f"features have dimension {features.shape[1]}; the run's models expect {self.manifest.in_dim}"
             )
         stack = self._stack(fold)
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(self.device)
@@ -210,7 +210,7 @@ def replay_fold_naive(
     sequences: list,
     checkpoints: list,
     run_dir: str,
-    manifest: dict,
+    manifest,
     device,
     progress_stage=None,
     batch_size: int = 8,
@@ -222,14 +222,14 @@ def replay_fold_naive(
     """
     if not checkpoints:
         raise CSLError("nothing to replay: the fold has no checkpoint")
-    config = manifest["config"]
-    classes = manifest["classes"]
+    config = manifest.config
+    classes = manifest.classes
     model = build_run_head(manifest, device)
     for s in sequences:
-        if s.features.shape[1] != manifest["in_dim"]:
+        if s.features.shape[1] != manifest.in_dim:
             raise CSLError(
                 f"features of {s.sample_id} have dimension {s.features.shape[1]}; "
-                f"the run's models expect {manifest['in_dim']}"
+                f"the run's models expect {manifest.in_dim}"
             )
     E = len(checkpoints)
     losses = {s.sample_id: np.zeros((len(s), E), dtype=np.float32) for s in sequences}

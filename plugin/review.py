@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from .replay import build_run_head, load_state
-from .runs import fold_router
 from .utils import CSLError
 
 MODES = ("apu_csl", "apu", "csl", "uncertainty", "random", "equidistant")
@@ -61,20 +60,20 @@ def run_uncertainty(run_dir, manifest, sequences, device, passes: int = 10, seed
     """``{sample_id: U}`` under the last checkpoint of each video's own fold
     (a video in no fold: every fold's, averaged)."""
     torch.manual_seed(seed)
-    route = fold_router(manifest)
+    route = manifest.fold_router()
     heads = {}
 
     def head(k):
         if k not in heads:
             model = build_run_head(manifest, device)
-            model.load_state_dict(load_state(run_dir, manifest, manifest["checkpoints"][k][-1], device))
+            model.load_state_dict(load_state(run_dir, manifest, manifest.checkpoints[k][-1], device))
             heads[k] = model
         return heads[k]
 
     out = {}
     for s in sequences:
         values = [
-            mc_dropout_uncertainty(head(k), s.features, manifest["config"]["max_frames"], passes, device)
+            mc_dropout_uncertainty(head(k), s.features, manifest.config["max_frames"], passes, device)
             for k in route(s.sample_id)
         ]
         out[s.sample_id] = np.mean(values, axis=0)
@@ -237,15 +236,6 @@ def _equidistant(videos, numbers, open_, budget):
 # --- FiftyOne ------------------------------------------------------------------------
 
 
-def review_fields(csl_field: str) -> dict:
-    """The fields a review selection writes, in :func:`fields.output_fields` form."""
-    return {"frames": [f"{csl_field}_review_priority"], "samples": [f"{csl_field}_review_first"]}
-
-
-def review_view_name(csl_field: str) -> str:
-    return f"{csl_field}-review-queue"
-
-
 def select_frames_for_review(
     samples,
     csl_field: str = "csl",
@@ -302,33 +292,49 @@ def select_frames_for_review(
     """
     from fiftyone import ViewField as F
 
-    from . import core
     from . import fields as fcfields
-    from .runs import read_manifest
+    from . import writeback
+    from .access import load_videos
+    from .locks import dataset_lock
+    from .options import FeatureSpec, check_device, check_float, check_int
+    from .record import RunNames, get_run_config, load_manifest
+    from .steps import attach_features, check_collection, prepare
     from .utils import StagedProgress, resolve_device
 
+    check_collection(samples)
     dataset = samples._dataset
-    config = core.get_run_config(dataset, csl_field)
-    manifest = read_manifest(config.run_dir)
-    check_options(mode, float(lam), float(sigma), float(csl_weight))
+    writeback.ensure_consistent(dataset, csl_field)
+    config = get_run_config(dataset, csl_field)
+    manifest = load_manifest(dataset, config)
+    lam, sigma = check_float("lam", lam), check_float("sigma", sigma)
+    csl_weight, passes = check_float("csl_weight", csl_weight), check_int("passes", passes, 1)
+    seed = check_int("seed", seed, 0)
+    torch_device = resolve_device(check_device(device))
+    check_options(mode, lam, sigma, csl_weight)
     if mode in NEEDS_CSL and config.state != "scored":
         raise CSLError(f"run '{csl_field}' has no CSL yet: replay its checkpoints first")
-    if int(passes) < 1:
-        raise CSLError(f"passes must be >= 1, not {passes}")
-    existing = fcfields.existing_outputs_of(dataset, review_fields(csl_field))
-    if existing and not getattr(config, "review", None) and not overwrite:
-        raise CSLError(f"{existing} exist and do not belong to run '{csl_field}'; pass overwrite=True to replace them")
+    owned = RunNames.of(config)
+    names = owned.with_review()
+    from .record import existing_paths
+
+    existing = [p for p in existing_paths(dataset, names.paths()) if p not in owned.paths()]
+    if existing:
+        raise CSLError(f"{existing} exist and do not belong to run '{csl_field}'; nothing was written")
+    if names.review_view in dataset.list_saved_views() and names.review_view not in owned.views():
+        raise CSLError(f"saved view {names.review_view} exists and does not belong to run '{csl_field}'")
     frame_schema = dataset.get_frame_field_schema() or {}
     if reviewed_field is not None and reviewed_field.removeprefix("frames.") not in frame_schema:
         raise CSLError(f"reviewed_field: no frame field '{reviewed_field}'")
+    if tag is not None and (not isinstance(tag, str) or not tag):
+        raise CSLError(f"tag must be a non-empty string; got {tag!r}")
 
     progress = StagedProgress(progress, {"features": 4, "uncertainty": 2, "select": 1, "write": 1})
-    prepared = core._prepare(samples, manifest["label_field"], manifest["classes"], manifest["features"])
+    prepared = prepare(samples, manifest.label_field, manifest.classes, FeatureSpec.from_dict(manifest.features))
     frame_numbers = {s.sample_id: s.frame_numbers for s in prepared.sequences}
     k = resolve_budget(budget, budget_unit, sum(len(n) for n in frame_numbers.values()))
     csl = None
     if mode in NEEDS_CSL:
-        videos = core._load_videos(samples, csl_field)
+        videos = load_videos(samples, csl_field)
         missing = [sid for sid in frame_numbers if sid not in videos]
         if missing:
             raise CSLError(f"{len(missing)} video(s) have no CSL in run '{csl_field}': replay the run over them first")
@@ -338,11 +344,10 @@ def select_frames_for_review(
         }
     uncertainty = None
     if mode in NEEDS_UNCERTAINTY:
-        torch_device = resolve_device(device)
-        core._attach_features(prepared, torch_device, cache_dir, progress)
+        attach_features(prepared, torch_device, cache_dir, progress)
         with progress.stage("uncertainty", len(prepared.sequences), "videos") as stage:
             uncertainty = run_uncertainty(
-                config.run_dir, manifest, prepared.sequences, torch_device, int(passes), seed, stage
+                config.run_dir, manifest, prepared.sequences, torch_device, passes, seed, stage
             )
     reviewed = None
     if reviewed_field is not None:
@@ -350,36 +355,33 @@ def select_frames_for_review(
         ids, numbers, flags = samples.values(["id", "frames.frame_number", f"frames.{name}"])
         reviewed = {sid: [n for n, f in zip(ns, fs) if f] for sid, ns, fs in zip(ids, numbers, flags)}
     with progress.stage("select", 1, "steps"):
-        picks = select_frames(
-            frame_numbers, k, mode, uncertainty, csl, float(lam), float(sigma), float(csl_weight), reviewed, seed
-        )
+        picks = select_frames(frame_numbers, k, mode, uncertainty, csl, lam, sigma, csl_weight, reviewed, seed)
 
-    priority_field, first_field = f"{csl_field}_review_priority", f"{csl_field}_review_first"
-    with progress.stage("write", 1, "steps"):
+    with progress.stage("write", 1, "steps"), dataset_lock(dataset):
+        config = get_run_config(dataset, csl_field)  # as it is now, under the lock
         previous = getattr(config, "review", None)
         if previous and previous.get("tag"):
-            dataset.untag_labels(previous["tag"], label_fields=[fcfields.label_path(dataset, manifest["label_field"])])
-            dataset.untag_samples(previous["tag"])
-        fcfields.delete_outputs(dataset, [f"frames.{priority_field}", first_field])
+            writeback.untag_review(dataset, previous["tag"], manifest.label_field)
+        fcfields.delete_outputs(dataset, [f"frames.{names.review_priority_field}", names.review_first_field])
         per_video = {}
         for rank, (sid, number) in enumerate(picks, 1):
             per_video.setdefault(sid, {})[int(number)] = rank
-        dataset.set_values(f"frames.{priority_field}", per_video, key_field="id")
-        dataset.set_values(first_field, {sid: min(r.values()) for sid, r in per_video.items()}, key_field="id")
-        queue = dataset.match_frames(F(priority_field) != None).sort_by(first_field)  # noqa: E711
+        # the run record claims the names before their first value is written
+        config.review = dict(
+            mode=mode, budget=k, lam=lam, sigma=sigma, passes=passes, csl_weight=csl_weight, tag=tag, seed=seed
+        )
+        config.fields, config.views = names.fields(), names.views()
+        dataset.update_run_config(csl_field, config)
+        dataset.set_values(f"frames.{names.review_priority_field}", per_video, key_field="id")
+        dataset.set_values(
+            names.review_first_field, {sid: min(r.values()) for sid, r in per_video.items()}, key_field="id"
+        )
+        queue = dataset.match_frames(F(names.review_priority_field) != None).sort_by(names.review_first_field)  # noqa: E711
         if tag:
-            queue.tag_labels(tag, label_fields=[fcfields.label_path(dataset, manifest["label_field"])])
+            queue.tag_labels(tag, label_fields=[fcfields.label_path(dataset, manifest.label_field)])
             queue.tag_samples(tag)
         dataset.save_view(
-            review_view_name(csl_field),
-            queue,
-            description=f"{len(picks)} frames to review ({mode}), most urgent video first",
+            names.review_view, queue, description=f"{len(picks)} frames to review ({mode}), most urgent video first",
             overwrite=True,
-        )
-        config.review = dict(
-            mode=mode, budget=k, lam=float(lam), sigma=float(sigma), passes=int(passes), csl_weight=float(csl_weight),
-            tag=tag, seed=int(seed),
         )  # fmt: skip
-        config.fields = core._with_review_fields(config, config.fields)
-        dataset.update_run_config(csl_field, config)
     return picks

@@ -13,7 +13,6 @@ import torch
 
 from ..models import build_head, masked_cross_entropy
 from ..models.losses import IGNORE_INDEX, mgw_weights, weighted_cross_entropy
-from .runs import record_file
 from .utils import CSLError, seed_everything
 
 
@@ -127,31 +126,45 @@ def train_fold(
     config: TrainConfig,
     run_dir: str,
     fold: int,
-    manifest: dict,
+    manifest,
     device,
     progress_stage=None,
+    on_epoch=None,
 ) -> list:
     """Trains one head on ``sequences`` and saves a checkpoint per epoch.
 
-    Returns the checkpoints' paths relative to ``run_dir``, oldest first, and
-    records their sha256 in ``manifest``.
+    Records each checkpoint's sha256 in ``manifest`` (a
+    :class:`~fiftyone_csl.plugin.record.Manifest`) and returns the
+    checkpoints' paths relative to ``run_dir``, oldest first.
+
+    Resume: after every epoch the model, optimiser and random states go to
+    ``fold_XX/resume.pt`` (recorded in the manifest) and ``on_epoch()`` is
+    called, so the caller can save the manifest. If ``manifest`` already lists
+    checkpoints of this fold whose files verify, training continues after the
+    last of them from that state, and gives the same checkpoints as a run
+    that was never interrupted.
     """
+    fold_dir = f"fold_{fold:02d}"
+    resume_path = f"{fold_dir}/resume.pt"
+    os.makedirs(os.path.join(run_dir, fold_dir), exist_ok=True)
+    while len(manifest.checkpoints) <= fold:
+        manifest.checkpoints.append([])
     seed_everything(config.seed + 1000 * fold)
     generator = torch.Generator().manual_seed(config.seed + 1000 * fold)
     model = build_head(config.model, in_dim, num_classes, **config.model_kwargs)
     model.norm.fit(torch.from_numpy(np.concatenate([s.features for s in sequences])))
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    fold_dir = f"fold_{fold:02d}"
-    os.makedirs(os.path.join(run_dir, fold_dir), exist_ok=True)
-    checkpoints = []
+    checkpoints = _resume(run_dir, manifest, fold, resume_path, model, optimizer, generator, config.epochs, device)
+    if progress_stage is not None and checkpoints:
+        progress_stage.update(len(checkpoints))
     weights = None
     if any(s.labelled is not None for s in sequences):  # sparse labels
         weights = [
             np.ones(len(s)) if s.labelled is None else mgw_weights(s.frame_numbers, s.labelled, config.mgw_sigma)
             for s in sequences
         ]
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(len(checkpoints) + 1, config.epochs + 1):
         model.train()
         for x, y, mask, w in _batches(sequences, config.batch_size, config.max_frames, generator, weights):
             logits = model(x.to(device), mask.to(device))
@@ -168,9 +181,53 @@ def train_fold(
             k: (v.detach().to("cpu", dtype) if dtype is not None and v.is_floating_point() else v.detach().cpu())
             for k, v in model.state_dict().items()
         }
-        torch.save(state, os.path.join(run_dir, relpath))
-        record_file(run_dir, manifest, relpath)
+        _atomic_torch_save(state, os.path.join(run_dir, relpath))
+        manifest.record_file(run_dir, relpath)
         checkpoints.append(relpath)
+        manifest.checkpoints[fold] = list(checkpoints)
+        if epoch < config.epochs:
+            resume_state = dict(
+                epoch=epoch, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                generator=generator.get_state(), torch_rng=torch.get_rng_state(),
+            )  # fmt: skip
+            _atomic_torch_save(resume_state, os.path.join(run_dir, resume_path))
+            manifest.record_file(run_dir, resume_path)
+        if on_epoch is not None:
+            on_epoch()
         if progress_stage is not None:
             progress_stage.update()
+    if resume_path in manifest.files:
+        manifest.files.pop(resume_path)
+        os.remove(os.path.join(run_dir, resume_path))
     return checkpoints
+
+
+def _atomic_torch_save(obj, path: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _resume(run_dir, manifest, fold, resume_path, model, optimizer, generator, epochs, device) -> list:
+    """The verified checkpoints of ``fold`` already in ``manifest``, with the
+    model, optimiser and random states restored after the last of them; []
+    (a fresh start) if anything does not verify."""
+    done = list(manifest.checkpoints[fold])
+    if not done:
+        return []
+    try:
+        for relpath in done:
+            manifest.verified_path(run_dir, relpath)
+        if len(done) >= epochs:
+            return done[:epochs]
+        state = torch.load(manifest.verified_path(run_dir, resume_path), map_location=device, weights_only=True)
+        if int(state["epoch"]) != len(done):
+            raise CSLError("the resume state is not the last checkpoint's")
+    except (CSLError, KeyError, RuntimeError):
+        manifest.checkpoints[fold] = []
+        return []
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return done

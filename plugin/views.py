@@ -1,41 +1,40 @@
-"""Saved views of a run: ranked videos, suspect frames, suspect clips."""
+"""Saved views of a run: ranked videos, suspect frames, suspect clips.
+
+Their names come from the run record (:class:`~fiftyone_csl.plugin.record.RunNames`).
+"""
 
 
-def view_names(csl_field: str) -> list:
-    return [f"{csl_field}-ranked", f"{csl_field}-suspect-frames", f"{csl_field}-suspect-clips"]
-
-
-def existing_views(dataset, csl_field: str) -> list:
-    """The run's saved views that exist, the review queue included."""
-    saved = set(dataset.list_saved_views())
-    return [name for name in [*view_names(csl_field), f"{csl_field}-review-queue"] if name in saved]
-
-
-def build_views(dataset, csl_field: str, threshold: float) -> dict:
-    """The run's views by name (not yet saved)."""
+def build_views(dataset, names, threshold: float) -> dict:
+    """The run's views by name (not yet saved), with their descriptions."""
     from fiftyone import ViewField as F
 
-    ranked_name, frames_name, clips_name = view_names(csl_field)
-    scored = dataset.exists(f"{csl_field}_max")
+    key = names.key
+    scored = dataset.exists(names.max_field)
     return {
-        ranked_name: scored.sort_by(f"{csl_field}_max", reverse=True),
-        frames_name: scored.match_frames(F(csl_field) > threshold).sort_by(f"{csl_field}_max", reverse=True),
-        clips_name: dataset.to_clips(f"{csl_field}_errors").sort_by(F(f"{csl_field}_errors.mean_csl"), reverse=True),
+        names.ranked_view: (
+            scored.sort_by(names.max_field, reverse=True),
+            f"Videos by their highest frame {key}",
+        ),
+        names.suspect_frames_view: (
+            scored.match_frames(F(key) > threshold).sort_by(names.max_field, reverse=True),
+            f"Only frames with {key} > {threshold:.3g}",
+        ),
+        names.suspect_clips_view: (
+            dataset.to_clips(names.errors_field).sort_by(F(f"{names.errors_field}.mean_csl"), reverse=True),
+            f"One clip per suspect segment in {names.errors_field}, worst first",
+        ),
     }
 
 
-def save_views(dataset, csl_field: str, threshold: float, overwrite: bool = False) -> list:
-    views = build_views(dataset, csl_field, threshold)
-    descriptions = {
-        f"{csl_field}-ranked": f"Videos by their highest frame {csl_field}",
-        f"{csl_field}-suspect-frames": f"Only frames with {csl_field} > {threshold:.3g}",
-        f"{csl_field}-suspect-clips": f"One clip per suspect segment in {csl_field}_errors, worst first",
-    }
-    for name, view in views.items():
-        dataset.save_view(name, view, description=descriptions[name], overwrite=overwrite)
+def save_views(dataset, names, threshold: float) -> list:
+    views = build_views(dataset, names, threshold)
+    for name, (view, description) in views.items():
+        dataset.save_view(name, view, description=description, overwrite=True)
     return list(views)
 
 
-def delete_views(dataset, csl_field: str) -> None:
-    for name in existing_views(dataset, csl_field):
-        dataset.delete_saved_view(name)
+def delete_views(dataset, view_names) -> None:
+    saved = set(dataset.list_saved_views())
+    for name in view_names:
+        if name in saved:
+            dataset.delete_saved_view(name)

@@ -6,19 +6,17 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh" --with-browser
 source "$ROOT/scripts/env.sh"
 PY="${FCSL_VENV:-$ROOT/.venv}/bin/python"
+# tests/conftest.py starts a mongod of the tests' own on a free port and points
+# FIFTYONE_DATABASE_URI at it: the tests never touch a database server that
+# happens to be running (an open App's, say)
 WORK="$(mktemp -d -t fcsl-test-XXXXXX)"
-export FIFTYONE_DATABASE_DIR="$WORK/db" FIFTYONE_CSL_DIR="$WORK/csl"
-cleanup() {
-    # the test session's mongod normally exits with it; make sure
-    pkill -f "mongod.*$WORK/db" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+export FIFTYONE_CSL_DIR="$WORK/csl"
+trap 'rm -rf "$WORK"' EXIT
 echo
 echo "[fiftyone-csl tests] ruff (lint + format check)"
 "$PY" -m ruff check "$ROOT"
 "$PY" -m ruff format --check "$ROOT"
 echo
-echo "[fiftyone-csl tests] pytest (database in $WORK/db)"
+echo "[fiftyone-csl tests] pytest (own mongod on a free port, run files in $WORK/csl)"
 cd "$ROOT"
 "$PY" -m pytest "$@"

@@ -1,15 +1,69 @@
-"""Test session setup: an isolated database and file area, and a small real
-dataset audited once for the tests that only read results."""
+"""Test session setup: a database server of the tests' own on a free port,
+an isolated file area, and a small real dataset audited once for the tests
+that only read results.
 
+FiftyOne joins any FiftyOne database server already running on the machine
+(an open App, say) unless it is given a URI, so the tests start the bundled
+``mongod`` themselves and point ``FIFTYONE_DATABASE_URI`` at it; subprocesses
+the tests start inherit it.
+"""
+
+import atexit
+import importlib.util
 import os
+import shutil
+import socket
+import subprocess
 import tempfile
+import time
 
 _WORK = tempfile.mkdtemp(prefix="fcsl-pytest-")
-os.environ.setdefault("FIFTYONE_DATABASE_DIR", os.path.join(_WORK, "db"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_mongod():
+    spec = importlib.util.find_spec("fiftyone")  # without importing it: it would connect
+    mongod = os.path.join(os.path.dirname(spec.origin), "db", "bin", "mongod")
+    port = _free_port()
+    dbpath = os.path.join(_WORK, "db")
+    os.makedirs(dbpath)
+    log = open(os.path.join(_WORK, "mongod.log"), "w")
+    proc = subprocess.Popen(
+        [mongod, "--dbpath", dbpath, "--port", str(port), "--bind_ip", "127.0.0.1"], stdout=log, stderr=log
+    )
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the test mongod exited; see {log.name}")
+            time.sleep(0.1)
+
+    def stop():
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(_WORK, ignore_errors=True)
+
+    atexit.register(stop)
+    return f"mongodb://127.0.0.1:{port}"
+
+
+os.environ["FIFTYONE_DATABASE_URI"] = _start_mongod()
 os.environ.setdefault("FIFTYONE_CSL_DIR", os.path.join(_WORK, "csl"))
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
+# a crashed lock holder in a test is taken over after this many seconds
+os.environ.setdefault("FIFTYONE_CSL_LOCK_TTL", "5")
 # FiftyOne finds the plugin (this repository) through a plugins directory
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.makedirs(os.path.join(_WORK, "plugins"))
@@ -54,6 +108,7 @@ def scratch(audited):
         dataset.delete_frame_field(f)
     for f in ("csl_max", "csl_mean", "csl_errors"):
         dataset.delete_sample_field(f)
+    dataset.reload()
     yield dataset
     for key in fcsl.list_csl_runs(dataset):
         fcsl.delete_csl_run(dataset, key)

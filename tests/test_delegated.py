@@ -56,8 +56,6 @@ def test_replay_shards_run_by_two_workers_write_every_video_once(scratch):
     processes at once gives the same frames, counts and manifest as one
     replay in this process."""
     import fiftyone_csl as fcsl
-    from fiftyone_csl.plugin import runs
-
     scratch.persistent = True
     fcsl.train_checkpoints(scratch, "phase", "sh", embeddings_field="emb", epochs=3, folds=2)
     frames_before = scratch.count("frames")
@@ -82,8 +80,11 @@ def test_replay_shards_run_by_two_workers_write_every_video_once(scratch):
     assert scratch.count("frames") == frames_before  # no frame created or duplicated
     assert scratch.count("frames.sh") == scratch.count("frames.phase")
     assert scratch.count("frames.sh_aum") == scratch.count("frames.phase")
-    manifest = runs.read_manifest(scratch.get_run_info("sh").config.run_dir)
-    assert sorted(manifest["trajectories"]) == sorted(scratch.values("id"))
+    from fiftyone_csl.plugin.record import get_run_config, load_manifest
+
+    manifest = load_manifest(scratch, get_run_config(scratch, "sh"))  # verified against the run record
+    assert sorted(manifest.trajectories) == sorted(scratch.values("id"))
+    assert all(manifest.verified_path(get_run_config(scratch, "sh").run_dir, r) for r in manifest.files)
     summary = fcsl.run_summary(scratch, "sh")
     assert summary["num_videos"] == len(scratch)
     assert summary["num_scored_frames"] == scratch.count("frames.phase")

@@ -79,6 +79,7 @@ def test_stacked_replay_equals_the_checkpoint_by_checkpoint_loop(tmp_path, model
     plain loop (load a checkpoint, run the videos, next) within 1e-5, and
     the plain loop does not depend on how videos are batched."""
     from fiftyone_csl.plugin import train
+    from fiftyone_csl.plugin.record import Manifest
     from fiftyone_csl.plugin.replay import Replayer, replay_fold_naive
     from fiftyone_csl.plugin.sequences import sequences_from_arrays
 
@@ -86,12 +87,11 @@ def test_stacked_replay_equals_the_checkpoint_by_checkpoint_loop(tmp_path, model
     seqs = sequences_from_arrays(features, labels)
     assert max(len(s) for s in seqs) > 2 * 40  # several windows, and a remainder
     config = train.TrainConfig(model=model, epochs=4, folds=2, max_frames=40)
-    manifest = {"config": config.to_dict(), "classes": list("abcd"), "in_dim": 12, "files": {}}
+    manifest = Manifest(None, None, None, list("abcd"), 12, {}, config.to_dict(), [])
     run_dir = str(tmp_path / model)
     ckpts = train.train_fold(seqs, 12, 4, config, run_dir, 0, manifest, torch.device("cpu"))
     one = replay_fold_naive(seqs, ckpts, run_dir, manifest, torch.device("cpu"), batch_size=1)
     many = replay_fold_naive(seqs, ckpts, run_dir, manifest, torch.device("cpu"), batch_size=4)
-    manifest["checkpoints"] = [ckpts]
     replayer = Replayer(run_dir, manifest, "cpu", precision="fp32")
     for s in seqs:
         np.testing.assert_allclose(one[s.sample_id].loss, many[s.sample_id].loss, atol=1e-5, rtol=1e-5)
@@ -110,13 +110,14 @@ def test_precision_options_are_checked():
     from fiftyone_csl.plugin.replay import autocast_context
 
     with pytest.raises(CSLError, match="precision must be one of"):
-        autocast_context("cpu", "fp8")
+        autocast_context("cpu", "fp8")  # the engine's own check, beneath the option checks
     with pytest.raises(CSLError, match="needs a CUDA device"):
         autocast_context("cpu", "fp16")
 
 
 def test_half_checkpoints_halve_the_files_and_replay_alike(tmp_path):
-    from fiftyone_csl.plugin import runs, train
+    from fiftyone_csl.plugin import train
+    from fiftyone_csl.plugin.record import Manifest
     from fiftyone_csl.plugin.replay import Replayer
     from fiftyone_csl.plugin.sequences import sequences_from_arrays
 
@@ -126,9 +127,9 @@ def test_half_checkpoints_halve_the_files_and_replay_alike(tmp_path):
     for half in (False, True):
         config = train.TrainConfig(epochs=3, folds=2, half_checkpoints=half)
         run_dir = str(tmp_path / str(half))
-        manifest = {"config": config.to_dict(), "classes": list("abcd"), "in_dim": 12, "files": {}}
-        manifest["checkpoints"] = [train.train_fold(seqs, 12, 4, config, run_dir, 0, manifest, torch.device("cpu"))]
-        sizes[half] = runs.checkpoint_bytes_per_epoch(run_dir, manifest)
+        manifest = Manifest(None, None, None, list("abcd"), 12, {}, config.to_dict(), [])
+        train.train_fold(seqs, 12, 4, config, run_dir, 0, manifest, torch.device("cpu"))
+        sizes[half] = manifest.checkpoint_bytes(run_dir)
         out[half] = Replayer(run_dir, manifest, "cpu", "fp32").trajectory(seqs[0], [0]).loss
     assert sizes[True] < 0.6 * sizes[False]
     np.testing.assert_allclose(out[True], out[False], atol=0.05)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 from fiftyone_csl.models import HEADS, build_head
-from fiftyone_csl.plugin import corrupt, flags, runs, train
+from fiftyone_csl.plugin import corrupt, flags, train
+from fiftyone_csl.plugin.record import Manifest
 from fiftyone_csl.plugin.fields import spread_to_labelled_frames
 from fiftyone_csl.plugin.utils import CSLError
 
@@ -58,17 +59,17 @@ def test_heads_map_sequences_to_logits(name):
 
 
 def test_checkpoint_altered_after_training_is_refused(tmp_path):
-    manifest = {"files": {}}
+    manifest = Manifest(None, None, None, ["a", "b"], 4, {}, {}, [])
     head = build_head("mlp", in_dim=4, num_classes=2)
     torch.save(head.state_dict(), tmp_path / "epoch_0001.pt")
-    runs.record_file(str(tmp_path), manifest, "epoch_0001.pt")
-    assert runs.verified_path(str(tmp_path), manifest, "epoch_0001.pt")
+    manifest.record_file(str(tmp_path), "epoch_0001.pt")
+    assert manifest.verified_path(str(tmp_path), "epoch_0001.pt")
     with open(tmp_path / "epoch_0001.pt", "ab") as f:
         f.write(b"tampered")
     with pytest.raises(CSLError, match="sha256"):
-        runs.verified_path(str(tmp_path), manifest, "epoch_0001.pt")
+        manifest.verified_path(str(tmp_path), "epoch_0001.pt")
     with pytest.raises(CSLError, match="not listed"):
-        runs.verified_path(str(tmp_path), manifest, "other.pt")
+        manifest.verified_path(str(tmp_path), "other.pt")
 
 
 def test_training_and_replay_on_plain_sequences_find_flipped_labels(tmp_path):

@@ -1,0 +1,87 @@
+"""Evaluation of a run against known errors (e.g. injected ones)."""
+
+import numpy as np
+
+from . import flags as fcflags
+from . import scores as fcscores
+from .access import load_videos
+from .locks import dataset_lock
+from .pipeline import CSLResults, check_peer_scores
+from .record import get_run_config, load_manifest
+from .utils import CSLError
+from .writeback import save_summary
+
+
+def evaluate_detection(
+    samples, csl_field: str = "csl", error_field: str = "phase_error", scores=None, clean_field: str | None = None
+) -> dict:
+    """Evaluates a run against known errors; the report is stored in the run.
+
+    Args:
+        samples: the videos to evaluate on
+        csl_field: the run key
+        error_field: a frame-level Classification holding the error type on
+            erroneous frames and nothing on clean ones (as
+            :func:`fiftyone_csl.inject_errors` writes it)
+        scores (None): score names; default CSL and the run's peers
+        clean_field (None): a frame-level Classification with the true
+            labels; if given, the segmenter (last checkpoint's argmax) is
+            scored too
+
+    Returns:
+        a dict with ``scores``: per score, frame AUROC/AP for all errors and
+        for each error type, and the EgoPER-style segment EDA (best over a
+        threshold sweep); ``eda``: CSL's segment EDA at the run's threshold;
+        ``type_accuracy``: how often a flagged segment's error type matches
+        the injected one; and ``segmenter`` (F1@{10,25,50}, Edit, accuracy)
+        when ``clean_field`` is given
+    """
+    from . import metrics
+
+    dataset = samples._dataset
+    config = get_run_config(dataset, csl_field)
+    frame_schema = dataset.get_frame_field_schema() or {}
+    for field in (error_field, clean_field):
+        if field is not None and field not in frame_schema:
+            raise CSLError(f"'frames.{field}' does not exist")
+    names = ["csl", *check_peer_scores(config.peer_scores if scores is None else scores)]
+    videos = load_videos(samples, csl_field)
+    if not videos:
+        raise CSLError(f"none of these videos has scores in run '{csl_field}'")
+    results = CSLResults(csl_field, config.run_dir, config.classes, config.threshold, videos)
+    _, types = metrics.frame_ground_truth(samples, error_field, results)
+    bounds = np.cumsum([0] + [len(v.frame_numbers) for v in videos.values()])
+    types_by_video = {sid: types[a:b] for sid, a, b in zip(videos, bounds[:-1], bounds[1:])}
+    per_score = {}
+    for name in names:
+        per_video = {
+            sid: v.scores[name] if name in v.scores else fcscores.compute_scores(v.trajectory, [name], v.labels)[name]
+            for sid, v in videos.items()
+        }
+        per_score[name] = metrics.detection_report(np.concatenate(list(per_video.values())), types)
+        per_score[name]["eda_sweep"] = metrics.eda_sweep(
+            (v.labels, types_by_video[sid] != "", per_video[sid]) for sid, v in videos.items()
+        )["eda"]
+    threshold = fcflags.resolve_threshold(config.threshold, len(config.classes))
+    report = {
+        "error_field": error_field,
+        "scores": per_score,
+        "eda": metrics.eda(
+            [(v.labels, types_by_video[sid] != "", v.scores["csl"]) for sid, v in videos.items()], threshold
+        ),
+        "type_accuracy": metrics.type_accuracy(results.segments(), types_by_video),
+    }
+    if clean_field is not None:
+        index = {c: i for i, c in enumerate(config.classes)}
+        ids, fns, clean = samples.values(["id", "frames.frame_number", f"frames.{clean_field}.label"])
+        lookup = {sid: dict(zip(fn, lab)) for sid, fn, lab in zip(ids, fns, clean)}
+        pairs = []
+        for sid, v in videos.items():
+            truth = [index.get(lookup[sid].get(int(f)), -1) for f in v.frame_numbers]
+            pairs.append((v.trajectory.final_probs.argmax(1), np.array(truth)))
+        report["segmenter"] = metrics.segmentation_report(pairs)
+    with dataset_lock(dataset):  # the counts have not changed
+        config = get_run_config(dataset, csl_field)
+        run = dict(state=config.state, run_dir=config.run_dir, warnings=getattr(config, "warnings", None))
+        save_summary(dataset, csl_field, load_manifest(dataset, config), run, evaluation=report)
+    return report

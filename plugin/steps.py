@@ -1,0 +1,618 @@
+"""The audit's steps on FiftyOne collections: features, training, replay,
+flags, and all of them at once (:func:`compute_csl`).
+
+Every step checks everything it can before its first write or its first
+minute of work (:func:`plan_training`), builds its files in a staging
+folder of the run, and changes the dataset only through
+:func:`~fiftyone_csl.plugin.writeback.commit`.
+"""
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import features as fcf
+from . import fields as fcfields
+from . import flags as fcflags
+from . import sequences as fcseq
+from . import train as fctrain
+from . import writeback
+from .access import load_videos
+from .locks import dataset_lock, run_in_progress, run_lock
+from .options import (
+    FeatureSpec,
+    check_choice,
+    check_device,
+    check_identifier,
+    check_int,
+    check_threshold,
+    make_train_config,
+)
+from .pipeline import CSLResults, check_folds, check_peer_scores, replay_and_score, train_into
+from .record import (
+    METHOD,
+    Manifest,
+    RunNames,
+    RunStore,
+    default_cache_dir,
+    existing_paths,
+    get_run_config,
+    load_manifest,
+)
+from .replay import PRECISIONS, autocast_context
+from .utils import CSLError, StagedProgress, resolve_device
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_WEIGHTS = {"features": 4, "train": 4, "replay": 1.5, "write": 0.5}
+
+
+# --- what can be checked before any work ---------------------------------------------------
+
+
+def check_collection(samples) -> None:
+    """Refuses collections whose samples are not the dataset's own videos."""
+    dataset = samples._dataset
+    if dataset.media_type == "group" or samples._is_dynamic_groups:
+        raise CSLError(
+            "grouped collections are not supported: audit the video slice as a dataset of its own "
+            "(e.g. dataset.select_group_slices('<video slice>').clone())"
+        )
+    if getattr(dataset, "_is_generated", False):
+        raise CSLError(
+            "this is a clips, frames or patches view, whose samples are not videos of the dataset: "
+            "audit the source dataset or a view of its videos instead (e.g. view._root_dataset)"
+        )
+    if samples.media_type != "video":
+        raise CSLError(f"fiftyone-csl audits videos; this collection's media type is '{samples.media_type}'")
+    if not len(samples):
+        raise CSLError("the collection has no videos")
+
+
+@dataclass
+class Prepared:
+    """Labels (and later features) of the videos a step works on."""
+
+    classes: list
+    full_sequences: list  # every labelled frame
+    sequences: list  # the scored frames (stride grid); features attached later
+    in_dim: int
+    spec: FeatureSpec
+    feature_stats: dict | None = None
+
+
+def prepare(samples, label_field, classes, spec: FeatureSpec) -> Prepared:
+    """Reads the labels and checks the features' source (vectors present and
+    finite, or video files present and decodable)."""
+    raw = fcseq.read_raw_labels(samples, label_field)
+    classes = fcseq.resolve_classes(raw, classes)
+    full = fcseq.build_sequences(raw, classes)
+    sequences = [fcseq.subsample(s, spec.stride) for s in full]
+    if spec.embeddings_field is not None:
+        in_dim = fcf.read_embeddings(samples, spec.embeddings_field, sequences)
+    else:
+        fcf.check_video_files(sequences)
+        in_dim = fcf.BACKBONES[spec.backbone].dim
+    return Prepared(classes, full, sequences, in_dim, spec)
+
+
+def attach_features(prepared: Prepared, device, cache_dir, progress) -> None:
+    spec = prepared.spec
+    if spec.embeddings_field is not None:
+        with progress.stage("features", 1, "fields"):
+            return
+    stats = fcf.FeatureStats()
+    with progress.stage("features", len(prepared.sequences), "videos") as stage:
+        fcf.attach_backbone_features(
+            prepared.sequences, spec.backbone, spec.stride, device, cache_dir or default_cache_dir(),
+            spec.backbone_weights, progress_stage=stage, stats=stats,
+        )  # fmt: skip
+    prepared.feature_stats = stats.as_dict()
+
+
+def _check_new_outputs(dataset, names: RunNames, protected: dict, overwrite: bool) -> None:
+    """The run's outputs must not be a protected field (the label or
+    embeddings field), and may replace only what an earlier run of this key
+    owns, and only with ``overwrite``."""
+    for what, path in protected.items():
+        if path in names.paths():
+            raise CSLError(f"csl_field '{names.key}' would write its scores into the {what} {path}; choose another")
+    current = dataset.get_run_info(names.key).config if dataset.has_run(names.key) else None
+    if current is not None:
+        if getattr(current, "method", None) != METHOD:
+            raise CSLError(f"run key '{names.key}' belongs to another kind of run; choose another csl_field")
+        if not overwrite:
+            raise CSLError(
+                f"a CSL run '{names.key}' already exists; pass overwrite=True to replace it or choose another csl_field"
+            )
+    owned = RunNames.of(current) if current is not None else None
+    taken = [p for p in existing_paths(dataset, names.paths()) if owned is None or p not in owned.paths()]
+    saved = set(dataset.list_saved_views())
+    taken += [f"saved view {v}" for v in names.views() if v in saved and (owned is None or v not in owned.views())]
+    if taken:
+        raise CSLError(
+            f"csl_field '{names.key}' would write into {taken}, which no run of this key created; "
+            "choose another csl_field (overwrite=True never replaces what the run does not own)"
+        )
+
+
+@dataclass
+class TrainingPlan:
+    """Everything a training call decided before any work."""
+
+    names: RunNames
+    store: RunStore
+    prepared: Prepared
+    config: object  # TrainConfig
+    fold_members: list
+    fold_classes: list
+    warnings: list
+    device: object
+    label_field: str
+
+    def fingerprint(self, dataset_id) -> str:
+        """Identifies the call for resuming: same dataset, key, labels,
+        classes, features and training settings give the same value."""
+        digest = hashlib.sha256()
+        head = [dataset_id, self.names.key, self.label_field, self.prepared.classes, self.prepared.spec.to_dict(),
+                self.config.to_dict(), self.fold_members]  # fmt: skip
+        digest.update(json.dumps(head, sort_keys=True, default=str).encode())
+        for s in self.prepared.sequences:
+            digest.update(s.sample_id.encode())
+            digest.update(np.ascontiguousarray(s.frame_numbers, dtype=np.int64).tobytes())
+            digest.update(np.ascontiguousarray(s.labels, dtype=np.int64).tobytes())
+            if self.prepared.spec.embeddings_field is not None:
+                digest.update(np.ascontiguousarray(s.features, dtype=np.float32).tobytes())
+        return digest.hexdigest()[:24]
+
+    def new_manifest(self, dataset_id) -> Manifest:
+        p = self.prepared
+        return Manifest(
+            dataset_id, self.names.key, self.label_field, p.classes, p.in_dim, p.spec.to_dict(),
+            self.config.to_dict(), self.fold_members, self.fold_classes,
+        )  # fmt: skip
+
+
+def plan_training(
+    samples, label_field, csl_field, spec, classes, train_kwargs, peer_scores, overwrite, run_dir, device, function,
+    store_embeddings_field=None,
+) -> TrainingPlan:  # fmt: skip
+    """Every check of a training call, in order of cost; raises :class:`CSLError`."""
+    check_collection(samples)
+    dataset = samples._dataset
+    check_identifier("csl_field", csl_field)
+    config = make_train_config(function, **train_kwargs)
+    device = resolve_device(check_device(device))
+    if not isinstance(overwrite, bool):
+        raise CSLError(f"overwrite must be True or False; got {overwrite!r}")
+    if fcseq.label_field_kind(samples, label_field) != "frames" and "mistakenness" in peer_scores:
+        raise CSLError("the 'mistakenness' peer needs a frame-level Classification label field")
+    label_path = fcfields.label_path(dataset, label_field)
+    protected = {"label field": label_path}
+    if spec.embeddings_field is not None:
+        protected["embeddings field"] = f"frames.{spec.embeddings_field}"
+    if store_embeddings_field is not None:
+        check_identifier("store_embeddings_field", store_embeddings_field)
+        if spec.embeddings_field is not None:
+            raise CSLError("store_embeddings_field only applies when a backbone computes the features")
+        path = f"frames.{store_embeddings_field}"
+        if path == label_path:
+            raise CSLError(f"store_embeddings_field would replace the label field {label_path}")
+        if existing_paths(dataset, [path]) and not overwrite:
+            raise CSLError(f"{path} exists; pass overwrite=True to replace it")
+        protected["embeddings field to store"] = path
+    names = RunNames(csl_field, tuple(peer_scores))
+    _check_new_outputs(dataset, names, protected, overwrite)
+    store = RunStore(str(dataset._doc.id), csl_field, run_dir)
+    prepared = prepare(samples, label_field, classes, spec)
+    fold_members = fctrain.assign_folds(
+        [s.sample_id for s in prepared.sequences], config.folds, config.seed, config.cross_fit
+    )
+    fold_classes, warnings = check_folds(prepared.sequences, fold_members, config, prepared.classes)
+    store.check_writable()
+    return TrainingPlan(names, store, prepared, config, fold_members, fold_classes, warnings, device, label_field)
+
+
+def _train_staging(plan: TrainingPlan, dataset_id) -> tuple:
+    """The training's staging folder and manifest; a folder left by a
+    killed call with the same fingerprint is resumed from."""
+    name = f".train-{plan.fingerprint(dataset_id)}"
+    path = os.path.join(plan.store.key_dir, name)
+    manifest = plan.new_manifest(dataset_id)
+    if os.path.isfile(os.path.join(path, "manifest.json")):
+        try:
+            previous = Manifest.load(path, None, dataset_id, plan.names.key)
+            manifest.checkpoints, manifest.files = previous.checkpoints, previous.files
+            logger.info("resuming run '%s' from %s", plan.names.key, path)
+        except CSLError:
+            shutil.rmtree(path, ignore_errors=True)
+    for other in os.listdir(plan.store.key_dir):  # another call's leftovers cannot be resumed by this one
+        if other.startswith(".train-") and other != name:
+            shutil.rmtree(os.path.join(plan.store.key_dir, other), ignore_errors=True)
+    return plan.store.staging(name), manifest
+
+
+# --- the steps ---------------------------------------------------------------------------------
+
+
+def compute_csl(
+    samples,
+    label_field: str,
+    csl_field: str = "csl",
+    embeddings_field: str | None = None,
+    *,
+    classes: list | None = None,
+    backbone: str = "efficientnet-lite0",
+    backbone_weights: str | None = None,
+    stride: int = 1,
+    threshold="auto",
+    peer_scores: list | tuple = (),
+    device: str = "auto",
+    precision: str = "auto",
+    store_embeddings_field: str | None = None,
+    run_dir: str | None = None,
+    cache_dir: str | None = None,
+    overwrite: bool = False,
+    progress=None,
+    **train_kwargs,
+) -> CSLResults:
+    """Scores every labelled frame of a video collection by its Cumulative
+    Sample Loss (CSL) and flags the likely annotation errors.
+
+    A temporal model is trained on the frame labels with a checkpoint after
+    every epoch (K-fold cross-fitting over videos by default, so each video is
+    scored only by models that never saw its labels). Every checkpoint is then
+    replayed over every frame; a frame's CSL is the mean of its cross-entropy
+    against its given label over all checkpoints. Frames whose CSL stays high
+    are likely mislabelled or out of order.
+
+    Writes, never touching ``label_field``:
+
+    -   ``frames.<csl_field>``: CSL of every labelled frame (with ``stride``
+        > 1, frames between sampled ones take the nearest sampled value)
+    -   ``<csl_field>_max``, ``<csl_field>_mean``: per-video summaries
+    -   ``<csl_field>_errors``: ``TemporalDetections``, one per suspect
+        segment, labelled with its error type (``mislabel``, ``disorder``,
+        ``boundary``) with attributes ``mean_csl``, ``max_csl``,
+        ``given_label`` and ``suggested_label``
+    -   ``frames.<csl_field>_<peer>`` for each of ``peer_scores``
+    -   saved views ``<csl_field>-ranked``, ``<csl_field>-suspect-frames``,
+        ``<csl_field>-suspect-clips`` and a run registered under ``csl_field``
+
+    Args:
+        samples: a video Dataset or DatasetView
+        label_field: a frame-level ``Classification`` field (``"phase"`` or
+            ``"frames.phase"``) or a sample-level ``TemporalDetections`` field
+        csl_field ("csl"): the run key and prefix of every output field
+        embeddings_field (None): a frame-level vector field to use as frame
+            features; if None a pretrained ``backbone`` computes them
+        classes (None): the class list; default the sorted distinct labels
+        backbone ("efficientnet-lite0"): ``"efficientnet-lite0"`` (ImageNet
+            weights installed with pip, works offline), ``"resnet18"`` or
+            ``"resnet50"`` (torchvision weights API)
+        backbone_weights (None): a local state-dict file for the backbone
+        model ("transformer"): the temporal head: ``"transformer"``,
+            ``"tcn"`` (multi-stage TCN) or ``"mlp"`` (frame-wise ablation)
+        epochs (30): training epochs, one checkpoint each
+        folds (5): K of the K-fold cross-fitting over videos
+        cross_fit (True): False trains one model on all videos and scores
+            them in-sample (the training-set trajectories)
+        stride (1): score every ``stride``-th frame
+        threshold ("auto"): CSL above which a frame is flagged; ``"auto"``
+            is ``ln(number of classes)``: on average over training, the given
+            label got less probability than a uniform guess would give it
+        peer_scores (()): extra scores to write, from ``"last_loss"`` and
+            ``"aum"``
+        device ("auto"): ``"auto"`` uses CUDA when available, else the CPU
+        precision ("auto"): the replay's arithmetic: ``"auto"`` is float16
+            autocast on CUDA and float32 on the CPU; ``"fp32"``, ``"fp16"``
+            (CUDA only) or ``"bf16"``
+        seed (51): seeds folds, initialisation and training order; identical
+            inputs give identical results on the CPU
+        store_embeddings_field (None): also store the backbone features in
+            this frame-level field
+        run_dir (None): the folder under which the run's files go, in
+            ``<run_dir>/<dataset id>/<csl_field>/``; default
+            ``~/.fiftyone/csl/runs`` (or ``$FIFTYONE_CSL_DIR/runs``)
+        cache_dir (None): feature cache; default ``<base>/features``
+        overwrite (False): replace an existing run of the same key (only
+            what that run created is replaced: never the label field, the
+            embeddings field or a field no run of this key wrote)
+        progress (None): FiftyOne-style: None/bool for console bars, or a
+            callable receiving an object with ``progress`` in [0, 1] and
+            ``label``
+        **kwargs: training settings of
+            :class:`fiftyone_csl.plugin.train.TrainConfig` (``lr``,
+            ``batch_size``, ``max_frames``, ``model_kwargs``,
+            ``half_checkpoints`` to store checkpoints in float16, ...)
+
+    Returns:
+        a :class:`CSLResults`
+
+    A call killed or failing at any point leaves the previous run (if any)
+    loadable and the dataset as it was; calling again with the same
+    arguments on the same labels resumes training from the last complete
+    checkpoint.
+
+    Raises:
+        CSLError: invalid input, or another call running with the same
+            key; nothing was written
+    """
+    started = time.time()
+    dataset = samples._dataset
+    peer_scores = check_peer_scores(peer_scores)
+    threshold = check_threshold(threshold)
+    check_choice("precision", precision, PRECISIONS)
+    spec = FeatureSpec.make(embeddings_field, backbone, backbone_weights, stride)
+    plan = plan_training(
+        samples, label_field, csl_field, spec, classes, train_kwargs, peer_scores, overwrite, run_dir, device,
+        "compute_csl", store_embeddings_field,
+    )  # fmt: skip
+    autocast_context(plan.device, precision)  # an impossible precision fails before any work
+    threshold_value = fcflags.resolve_threshold(threshold, len(plan.prepared.classes))
+    dataset_id = str(dataset._doc.id)
+    progress = StagedProgress(progress, PROGRESS_WEIGHTS)
+    with run_lock(dataset, csl_field):
+        staging, manifest = _train_staging(plan, dataset_id)
+        try:
+            attach_features(plan.prepared, plan.device, cache_dir, progress)
+            train_into(staging, manifest, plan.prepared.sequences, plan.config, progress, plan.device, True)
+            videos = replay_and_score(
+                staging, manifest, plan.prepared.sequences, plan.device, precision, progress, threshold_value,
+                peer_scores,
+            )  # fmt: skip
+            manifest.feature_stats = plan.prepared.feature_stats
+            manifest.seconds = round(time.time() - started, 2)
+
+            def store_embeddings():
+                if store_embeddings_field is not None:
+                    fcf.write_embeddings(dataset, store_embeddings_field, plan.prepared.sequences)
+
+            with progress.stage("write", 1, "steps"):
+                version = writeback.commit(
+                    dataset, plan.store, staging, manifest, plan.names, "scored", threshold_value,
+                    [s.sample_id for s in plan.prepared.sequences], replace=True, videos=videos,
+                    before_journal=store_embeddings, warnings=plan.warnings,
+                )  # fmt: skip
+        except BaseException as e:
+            if not isinstance(e, KeyboardInterrupt):  # an interrupted call keeps its staging to resume
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return CSLResults(csl_field, version, plan.prepared.classes, threshold_value, videos, plan.warnings)
+
+
+def train_checkpoints(
+    samples,
+    label_field: str,
+    csl_field: str = "csl",
+    embeddings_field: str | None = None,
+    *,
+    classes: list | None = None,
+    backbone: str = "efficientnet-lite0",
+    backbone_weights: str | None = None,
+    stride: int = 1,
+    device: str = "auto",
+    run_dir: str | None = None,
+    cache_dir: str | None = None,
+    overwrite: bool = False,
+    progress=None,
+    **train_kwargs,
+) -> str:
+    """Trains the checkpoints of run ``csl_field`` without scoring any frame.
+
+    Registers the run (state ``"trained"``) and returns the folder of its
+    current version; :func:`replay_checkpoints` scores frames with it later,
+    on this or another view. Arguments as in :func:`fiftyone_csl.compute_csl`.
+    """
+    dataset = samples._dataset
+    spec = FeatureSpec.make(embeddings_field, backbone, backbone_weights, stride)
+    plan = plan_training(
+        samples, label_field, csl_field, spec, classes, train_kwargs, (), overwrite, run_dir, device,
+        "train_checkpoints",
+    )  # fmt: skip
+    dataset_id = str(dataset._doc.id)
+    progress = StagedProgress(progress, {"features": 4, "train": 4, "write": 0.2})
+    with run_lock(dataset, csl_field):
+        staging, manifest = _train_staging(plan, dataset_id)
+        try:
+            attach_features(plan.prepared, plan.device, cache_dir, progress)
+            train_into(staging, manifest, plan.prepared.sequences, plan.config, progress, plan.device, True)
+            manifest.feature_stats = plan.prepared.feature_stats
+            with progress.stage("write", 1, "steps"):
+                return writeback.commit(
+                    dataset, plan.store, staging, manifest, plan.names, "trained", "auto", [], replace=True,
+                    warnings=plan.warnings,
+                )  # fmt: skip
+        except BaseException as e:
+            if not isinstance(e, KeyboardInterrupt):
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+
+def replay_checkpoints(
+    samples,
+    csl_field: str = "csl",
+    *,
+    label_field: str | None = None,
+    threshold=None,
+    peer_scores=None,
+    device: str = "auto",
+    precision: str = "auto",
+    cache_dir: str | None = None,
+    progress=None,
+) -> CSLResults:
+    """Replays the checkpoints of run ``csl_field`` over the videos of
+    ``samples`` and writes their scores and flags.
+
+    Several calls may run at once on disjoint groups of videos (replay
+    shards, possibly on several machines sharing the database and the run
+    folder): each builds its trajectories beside the run and merges them
+    into a new version of it under the dataset lock.
+
+    Videos the run trained on are scored by the checkpoints of their own fold
+    (models that never saw them); other videos by every fold's checkpoints,
+    averaged. The features are computed as in training (same backbone and
+    stride, or the same embeddings field).
+
+    Args:
+        samples: videos to score (a view of the training dataset)
+        csl_field: the run key
+        label_field (None): the labels to score against; default the run's
+        threshold (None): default the run's threshold (``"auto"``: ln C)
+        peer_scores (None): default the run's
+        device, precision, cache_dir, progress: as in :func:`fiftyone_csl.compute_csl`
+    """
+    check_collection(samples)
+    dataset = samples._dataset
+    writeback.ensure_consistent(dataset, csl_field)
+    config = get_run_config(dataset, csl_field)
+    manifest = load_manifest(dataset, config)
+    holder = run_in_progress(dataset, csl_field)
+    if holder is not None:
+        raise CSLError(f"run '{csl_field}' is being trained ({holder['host']} pid {holder['pid']}); replay it after")
+    peer_scores = check_peer_scores(config.peer_scores if peer_scores is None else peer_scores)
+    threshold = check_threshold(config.threshold if threshold is None else threshold)
+    check_choice("precision", precision, PRECISIONS)
+    torch_device = resolve_device(check_device(device))
+    autocast_context(torch_device, precision)
+    label_field = label_field or manifest.label_field
+    names = RunNames(csl_field, tuple(peer_scores), bool(getattr(config, "review", None)))
+    owned = RunNames.of(config)
+    label_path = fcfields.label_path(dataset, label_field)
+    if label_path in names.paths():
+        raise CSLError(f"label_field {label_path} is one of run '{csl_field}''s output fields")
+    taken = [p for p in existing_paths(dataset, names.paths()) if p not in owned.paths()]
+    if taken:
+        raise CSLError(f"run '{csl_field}' would write into fields it does not own: {taken}")
+    threshold_value = fcflags.resolve_threshold(threshold, len(manifest.classes))
+    prepared = prepare(samples, label_field, manifest.classes, FeatureSpec.from_dict(manifest.features))
+    if prepared.classes != manifest.classes:
+        raise CSLError("the run's class list changed")
+    if prepared.in_dim != manifest.in_dim:
+        raise CSLError(f"features have dimension {prepared.in_dim}; the run's models expect {manifest.in_dim}")
+    store = RunStore.of(config)
+    replay_manifest = dataclasses.replace(
+        manifest, trajectories={}, files={k: v for k, v in manifest.files.items() if not k.startswith("trajectories/")}
+    )
+    progress = StagedProgress(progress, {"features": 4, "replay": 1.5, "write": 0.5})
+    with dataset_lock(dataset):  # the version cannot be replaced while its checkpoints are linked
+        staging = store.staging()
+        store.inherit(staging, config.run_dir, manifest, keep=lambda rel: not rel.startswith("trajectories/"))
+    try:
+        attach_features(prepared, torch_device, cache_dir, progress)
+        videos = replay_and_score(
+            staging, replay_manifest, prepared.sequences, torch_device, precision, progress, threshold_value,
+            peer_scores,
+        )  # fmt: skip
+        with progress.stage("write", 1, "steps"):
+            version = writeback.commit(
+                dataset, store, staging, replay_manifest, names, "scored", threshold_value, list(videos),
+                replace=False, previous={"files": manifest.files}, videos=videos,
+                warnings=getattr(config, "warnings", None) or [],
+            )  # fmt: skip
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return CSLResults(csl_field, version, prepared.classes, threshold_value, videos)
+
+
+def flag_errors(samples, csl_field: str = "csl", threshold="auto") -> CSLResults:
+    """Re-flags the scored videos of ``samples`` with a new ``threshold``:
+    rewrites ``<csl_field>_errors`` and the saved views. No model runs."""
+    dataset = samples._dataset
+    threshold = check_threshold(threshold)
+    config = get_run_config(dataset, csl_field)
+    if config.state != "scored":
+        raise CSLError(f"run '{csl_field}' has no scores yet: replay its checkpoints first")
+    threshold_value = fcflags.resolve_threshold(threshold, len(config.classes))
+    videos = load_videos(samples, csl_field, threshold_value)
+    if not videos:
+        raise CSLError(f"none of these videos has scores in run '{csl_field}'")
+    manifest = load_manifest(dataset, config)
+    writeback.commit(
+        dataset, RunStore.of(config), None, manifest, RunNames.of(config), "scored", threshold_value, list(videos),
+        replace=False, videos=videos, warnings=getattr(config, "warnings", None) or [],
+    )  # fmt: skip
+    return CSLResults(csl_field, config.run_dir, config.classes, threshold_value, videos)
+
+
+def compute_features(
+    samples,
+    embeddings_field: str,
+    backbone: str = "efficientnet-lite0",
+    stride: int = 1,
+    backbone_weights: str | None = None,
+    device: str = "auto",
+    cache_dir: str | None = None,
+    overwrite: bool = False,
+    progress=None,
+) -> int:
+    """Computes backbone features of every ``stride``-th frame of every video
+    and stores them in the frame-level vector field ``embeddings_field``.
+
+    Only a vector field may be replaced (with ``overwrite=True``), never a
+    label or a run's field. Returns the number of frames written.
+    """
+    check_collection(samples)
+    dataset = samples._dataset
+    check_identifier("embeddings_field", embeddings_field)
+    spec = FeatureSpec.make(None, backbone, backbone_weights, stride)
+    torch_device = resolve_device(check_device(device))
+    schema = dataset.get_frame_field_schema() or {}
+    if embeddings_field in schema:
+        if not overwrite:
+            raise CSLError(f"frames.{embeddings_field} exists; pass overwrite=True to replace it")
+        import fiftyone.core.fields as fof
+
+        if not isinstance(schema[embeddings_field], (fof.VectorField, fof.ArrayField, fof.ListField)):
+            raise CSLError(f"frames.{embeddings_field} is not a vector field; it is never replaced")
+        from .record import list_csl_runs
+
+        for key in list_csl_runs(dataset):
+            if f"frames.{embeddings_field}" in RunNames.of(get_run_config(dataset, key)).paths():
+                raise CSLError(f"frames.{embeddings_field} belongs to run '{key}'")
+    ids, paths = samples.values(["id", "filepath"])
+    sequences = [
+        fcseq.VideoSequence(sid, path, np.zeros(0, np.int64), np.zeros(0, np.int64)) for sid, path in zip(ids, paths)
+    ]
+    fcf.check_video_files(sequences)
+    progress = StagedProgress(progress, {"features": 1})
+    decoded = fcf.iter_backbone_features(
+        paths, spec.backbone, spec.stride, torch_device, cache_dir or default_cache_dir(), spec.backbone_weights
+    )
+    with progress.stage("features", len(sequences), "videos") as stage:
+        for s, (numbers, features) in zip(sequences, decoded):
+            s.frame_numbers, s.features = numbers, features
+            stage.update()
+    with dataset_lock(dataset):
+        fcf.write_embeddings(dataset, embeddings_field, sequences)
+    return int(sum(len(s.frame_numbers) for s in sequences))
+
+
+def replay_shards(samples, num_shards: int) -> list:
+    """Splits the videos of ``samples`` into at most ``num_shards`` groups of
+    about equal frame counts, for replay shards that run side by side.
+
+    Returns lists of sample ids; every video is in exactly one group.
+    """
+    from fiftyone import ViewField as F
+
+    num_shards = check_int("num_shards", num_shards, 1)
+    ids = samples.values("id")
+    if not ids:
+        raise CSLError("no videos to replay")
+    frames = samples.values(F("frames").length())
+    groups = [[] for _ in range(min(num_shards, len(ids)))]
+    load = [0] * len(groups)
+    for n, sid in sorted(zip(frames, ids), key=lambda p: (-p[0], p[1])):  # longest first, to the lightest group
+        k = load.index(min(load))
+        groups[k].append(sid)
+        load[k] += n
+    return [sorted(g) for g in groups]

@@ -1,0 +1,280 @@
+"""Committing a run to a dataset: the only code that changes it.
+
+A commit makes a complete, verified run version current and writes its
+fields, views and run record, in this order, all under the dataset lock:
+
+1. roll forward any commit of this run that a dead process left half done;
+2. promote the staging folder to a new version (replays and shards first
+   take in the current version's files, so concurrent shards merge);
+3. write a journal entry to the database naming the new version and what to
+   write; from here on the new run is the current one;
+4. apply the journal: remove what the old run owned and the new one does
+   not, register the run, write scores, flags and views, save the summary;
+5. delete the journal entry and every version but the new one.
+
+A process killed before step 3 leaves the previous run as it was (its files
+are deleted only at step 5); one killed after it leaves a journal entry that
+the next call on the run applies again (every step of 4 can be repeated).
+Loading a run never needs the journal: the run record names a complete
+version at every moment.
+"""
+
+import logging
+import os
+from dataclasses import asdict
+
+import numpy as np
+
+from . import fields as fcfields
+from . import flags as fcflags
+from . import peers as fcpeers
+from . import sequences as fcseq
+from . import views as fcviews
+from .locks import dataset_lock
+from .record import METHOD, Manifest, RunNames, RunStore, existing_paths, run_kwargs
+from .utils import CSLError
+
+logger = logging.getLogger(__name__)
+
+JOURNAL = "fiftyone_csl_journal"
+
+
+def _journal():
+    import fiftyone.core.odm as foo
+
+    return foo.get_db_conn()[JOURNAL]
+
+
+def _journal_id(dataset, run_key):
+    return f"{dataset._doc.id}:{run_key}"
+
+
+def pending(dataset, run_key) -> bool:
+    return _journal().find_one({"_id": _journal_id(dataset, run_key)}, {"_id": 1}) is not None
+
+
+def recover(dataset, run_key) -> bool:
+    """Applies a journal entry left by a dead process. Call under the
+    dataset lock. Returns True if there was one."""
+    entry = _journal().find_one({"_id": _journal_id(dataset, run_key)})
+    if entry is None:
+        return False
+    logger.warning("finishing the commit of run '%s' that an earlier process left half done", run_key)
+    _apply(dataset, entry)
+    return True
+
+
+def ensure_consistent(dataset, run_key) -> None:
+    """Finishes a half-done commit of ``run_key``, if any (taking the lock)."""
+    if pending(dataset, run_key):
+        with dataset_lock(dataset):
+            recover(dataset, run_key)
+
+
+def commit(
+    dataset,
+    store: RunStore,
+    staging: str | None,
+    manifest: Manifest,
+    names: RunNames,
+    state: str,
+    threshold,
+    video_ids: list,
+    replace: bool,
+    previous: dict | None = None,
+    before_journal=None,
+    videos: dict | None = None,
+    **extra,
+):
+    """Makes ``staging`` (or, if None, the current version) the run's
+    current version and writes its outputs for ``video_ids``.
+
+    Args:
+        replace: a new run (train, audit, overwrite); else a replay or a
+            re-flag, merged into the current version
+        previous: ``{"run_dir", "files"}`` of the version a replay started
+            from: the commit refuses if the checkpoints changed meanwhile
+        before_journal: called under the lock before the journal entry (for
+            writes that are not the run's, such as a requested embeddings field)
+        videos: the scored videos in memory (else read back from the files)
+        extra: more run-config entries (``review``, ``warnings``)
+    """
+    with dataset_lock(dataset):
+        recover(dataset, names.key)
+        current = None
+        if dataset.has_run(names.key):
+            config = dataset.get_run_info(names.key).config
+            if getattr(config, "method", None) != METHOD:
+                raise CSLError(f"run key '{names.key}' belongs to another kind of run")
+            current = config
+        if not replace:
+            if current is None:
+                raise CSLError(f"run '{names.key}' was deleted while this call ran; nothing was written")
+            manifest = _merge(dataset, store, staging, manifest, current, previous)
+        elif staging is not None:
+            _check_outputs_free(dataset, names, current)
+        version = store.promote(staging) if staging is not None else current.run_dir
+        if staging is not None and videos is not None:  # the trajectories moved with their folder
+            for v in videos.values():
+                if v.trajectory_path is not None:
+                    v.trajectory_path = os.path.join(version, os.path.relpath(v.trajectory_path, staging))
+        manifest_sha = manifest.save(version) if staging is not None else current.manifest_sha256
+        if before_journal is not None:
+            before_journal()
+        extra.setdefault("review", getattr(current, "review", None) if not replace and current else None)
+        if extra["review"]:
+            names = names.with_review()
+        entry = dict(
+            _id=_journal_id(dataset, names.key),
+            run=run_kwargs(names, state, version, manifest_sha, manifest, threshold=threshold, **extra),
+            old_names=asdict(RunNames.of(current)) if current is not None else None,
+            old_review_tag=(getattr(current, "review", None) or {}).get("tag") if replace and current else None,
+            video_ids=list(video_ids),
+            keep_evaluation=not replace,
+        )
+        _journal().replace_one({"_id": entry["_id"]}, entry, upsert=True)
+        _apply(dataset, entry, videos)
+    return version
+
+
+def _merge(dataset, store, staging, manifest, current, previous) -> Manifest:
+    """A replay's manifest merged with the current version's: its new
+    trajectories over everything the current version holds."""
+    from .record import load_manifest
+
+    now = load_manifest(dataset, current)
+    if previous is not None:
+        ours = {k: v for k, v in previous["files"].items() if not k.startswith("trajectories/")}
+        theirs = {k: v for k, v in now.files.items() if not k.startswith("trajectories/")}
+        if ours != theirs:
+            raise CSLError(f"run '{current.csl_field}' was retrained while this replay ran; nothing was written")
+    if staging is None:
+        return now
+    new = set(manifest.trajectories.values())
+    store.inherit(staging, current.run_dir, now, keep=lambda rel: rel not in new)
+    for sid, rel in now.trajectories.items():
+        if sid not in manifest.trajectories:
+            manifest.trajectories[sid] = rel
+            manifest.files[rel] = now.files[rel]
+    for rel, sha in now.files.items():
+        manifest.files.setdefault(rel, sha)
+    return manifest
+
+
+def _check_outputs_free(dataset, names: RunNames, current) -> None:
+    """A new run writes only names that are free or owned by the run it replaces."""
+    owned = set(RunNames.of(current).paths()) if current is not None else set()
+    taken = [p for p in existing_paths(dataset, names.paths()) if p not in owned]
+    views = set(RunNames.of(current).views()) if current is not None else set()
+    taken += [f"saved view {v}" for v in names.views() if v in dataset.list_saved_views() and v not in views]
+    if taken:
+        raise CSLError(f"run '{names.key}' would write into {taken}, which it does not own; nothing was written")
+
+
+def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
+    """Step 4 and 5 of a commit; every step can be repeated."""
+    run = entry["run"]
+    names = RunNames(run["csl_field"], tuple(run["peer_scores"]), bool(run.get("review")))
+    old = RunNames(**entry["old_names"]) if entry.get("old_names") else None
+    previous_results = _stored_summary(dataset, names.key) if entry.get("keep_evaluation") else {}
+    if old is not None:
+        stale = [p for p in old.paths() if p not in names.paths()]
+        fcfields.delete_outputs(dataset, existing_paths(dataset, stale))
+        fcviews.delete_views(dataset, [v for v in old.views() if v not in names.views()])
+        if "mistakenness" in old.peer_scores and "mistakenness" not in names.peer_scores:
+            fcpeers.delete_brain_outputs(dataset, old.brain_key)
+    if entry.get("old_review_tag"):
+        untag_review(dataset, entry["old_review_tag"], run["label_field"])
+    config = dataset.init_run(**run)
+    if dataset.has_run(names.key):
+        dataset.update_run_config(names.key, config)
+    else:
+        dataset.register_run(names.key, config)
+    manifest = Manifest.load(run["run_dir"], run["manifest_sha256"])
+    threshold = fcflags.resolve_threshold(run["threshold"], len(manifest.classes))
+    ids = entry["video_ids"]
+    if ids:
+        if videos is None:
+            from .access import score_from_files
+
+            videos = score_from_files(run["run_dir"], manifest, ids, threshold, names.peer_scores)
+        samples = dataset.select(ids)
+        add_mistakenness(samples, names, run["label_field"], videos, manifest.classes)
+        write_scores(samples, names, run["label_field"], videos)
+    if run["state"] == "scored":
+        fcviews.save_views(dataset, names, threshold)
+    save_summary(dataset, names.key, manifest, run, previous_results.get("evaluation"))
+    _journal().delete_one({"_id": entry["_id"]})
+    RunStore.of(config).cleanup(keep=[run["run_dir"]])
+
+
+def untag_review(dataset, tag: str, label_field: str) -> None:
+    dataset.untag_labels(tag, label_fields=[fcfields.label_path(dataset, label_field)])
+    dataset.untag_samples(tag)
+
+
+def add_mistakenness(samples, names: RunNames, label_field, videos: dict, classes: list) -> None:
+    """fiftyone-brain writes its own field; its values join the results."""
+    if "mistakenness" not in names.peer_scores:
+        return
+    values = fcpeers.brain_mistakenness(samples, names, label_field, videos, classes)
+    for sid, video in videos.items():
+        video.scores["mistakenness"] = values[sid]
+
+
+def write_scores(samples, names: RunNames, label_field: str, videos: dict) -> None:
+    """Scores on every labelled frame (frames between sampled ones take the
+    nearest sampled value), per-video summaries and flags."""
+    dataset = samples._dataset
+    raw = fcseq.read_raw_labels(samples, label_field)
+    labelled = {sid: fns for sid, _, fns, _ in raw}
+    for name in ["csl", *[p for p in names.peer_scores if p != "mistakenness"]]:
+        per_sample = {}
+        for sid, v in videos.items():
+            numbers = labelled.get(sid)
+            if numbers is None or not len(numbers):
+                numbers = v.frame_numbers
+            per_sample[sid] = (numbers, fcfields.spread_to_labelled_frames(v.frame_numbers, v.scores[name], numbers))
+        fcfields.write_frame_scores(dataset, names.score_field(name), per_sample)
+        if name == "csl":
+            fcfields.write_sample_values(
+                dataset, names.max_field, {s: float(x.max()) for s, (_, x) in per_sample.items()}
+            )
+            fcfields.write_sample_values(
+                dataset, names.mean_field, {s: float(x.mean()) for s, (_, x) in per_sample.items()}
+            )
+    write_flags(dataset, names, videos)
+
+
+def write_flags(dataset, names: RunNames, videos: dict) -> None:
+    fcfields.write_sample_values(
+        dataset, names.errors_field, {sid: fcfields.suspect_detections(v.segments) for sid, v in videos.items()}
+    )
+
+
+def _stored_summary(dataset, run_key) -> dict:
+    try:
+        results = dataset.load_run_results(run_key, cache=False)
+    except Exception:  # a new run has no results yet
+        return {}
+    return {} if results is None else {k: getattr(results, k, None) for k in ("evaluation",)}
+
+
+def save_summary(dataset, run_key, manifest: Manifest, run: dict, evaluation=None) -> None:
+    """Stores the run's counts, read from its files and fields."""
+    scored = dataset.exists(f"{run_key}_max")
+    segments = scored.count(f"{run_key}_errors.detections") if run["state"] == "scored" else 0
+    counts = dict(
+        num_videos=len(manifest.trajectories),
+        num_scored_frames=int(sum(_frames_of(manifest, run["run_dir"], rel) for rel in manifest.trajectories.values())),
+        num_segments=int(segments),
+        warnings=list(run.get("warnings") or []),
+    )
+    dataset.save_run_results(
+        run_key, dataset.init_run_results(run_key, evaluation=evaluation, **counts), overwrite=True
+    )
+
+
+def _frames_of(manifest, run_dir, relpath) -> int:
+    with np.load(os.path.join(run_dir, relpath)) as data:
+        return len(data["frame_numbers"])
