@@ -42,7 +42,7 @@ def _start_mongod():
             break
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"the test mongod exited; see {log.name}")
+                raise RuntimeError(f"the test mongod exited; see {log.name}") from None
             time.sleep(0.1)
 
     def stop():

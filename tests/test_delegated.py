@@ -56,6 +56,7 @@ def test_replay_shards_run_by_two_workers_write_every_video_once(scratch):
     processes at once gives the same frames, counts and manifest as one
     replay in this process."""
     import fiftyone_csl as fcsl
+
     scratch.persistent = True
     fcsl.train_checkpoints(scratch, "phase", "sh", embeddings_field="emb", epochs=3, folds=2)
     frames_before = scratch.count("frames")

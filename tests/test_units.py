@@ -5,8 +5,8 @@ import pytest
 import torch
 from fiftyone_csl.models import HEADS, build_head
 from fiftyone_csl.plugin import corrupt, flags, train
-from fiftyone_csl.plugin.record import Manifest
 from fiftyone_csl.plugin.fields import spread_to_labelled_frames
+from fiftyone_csl.plugin.record import Manifest
 from fiftyone_csl.plugin.utils import CSLError
 
 
@@ -93,7 +93,7 @@ def test_training_and_replay_on_plain_sequences_find_flipped_labels(tmp_path):
     seqs = sequences_from_arrays(feats, labs)
     config = train.TrainConfig(model="transformer", epochs=15, folds=3)
     folds = train.assign_folds([s.sample_id for s in seqs], 3, seed=0)
-    manifest = {"config": config.to_dict(), "classes": ["a", "b", "c"], "in_dim": 16, "files": {}}
+    manifest = Manifest(None, None, None, ["a", "b", "c"], 16, {}, config.to_dict(), [])
     by_id = {s.sample_id: s for s in seqs}
     csl, truth = [], []
     for k, members in enumerate(folds):

@@ -1,0 +1,84 @@
+"""A second process for the fault and concurrency tests.
+
+    python _child.py <dataset> <call> <kill_at> <json kwargs> [<barrier file>]
+
+``call`` is ``compute_csl``, ``train_checkpoints`` or ``replay_checkpoints``;
+``kill_at`` names the point where the process SIGKILLs itself (``none``: run
+to the end). The process prints ``OK`` on success or ``CSLError: ...``. With
+a barrier file, it waits for the file to exist before the call, so two
+children start together.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+
+def _die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _after(module, name, count=1):
+    """Makes ``module.name`` kill the process after its ``count``-th call returns."""
+    original = getattr(module, name)
+    calls = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] >= count:
+            _die()
+        return out
+
+    setattr(module, name, wrapper)
+
+
+def install(kill_at: str) -> None:
+    from fiftyone_csl.plugin import features, fields, pipeline, record, steps, train, writeback
+
+    if kill_at == "features":  # the backbone has featurised the first video
+        _after(features, "video_features")
+    elif kill_at == "training":  # two checkpoints exist
+        _after(train, "_atomic_torch_save", 3)
+    elif kill_at == "replay":  # the first video's trajectory is saved
+        _after(pipeline, "save_trajectory")
+    elif kill_at == "promote":  # the new version exists, no journal yet
+        _after(record.RunStore, "promote")
+    elif kill_at == "write-back":  # the journal exists; the first score field is half the story
+        _after(fields, "write_frame_scores")
+    elif kill_at == "cleanup":  # everything written but the old version not yet removed
+        original = record.RunStore.cleanup
+
+        def cleanup(self, keep=()):
+            _die()
+            return original(self, keep)
+
+        record.RunStore.cleanup = cleanup
+    elif kill_at != "none":
+        raise SystemExit(f"unknown kill point {kill_at}")
+    del steps, writeback
+
+
+def main():
+    name, call, kill_at, kwargs = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+    barrier = sys.argv[5] if len(sys.argv) > 5 else None
+    import fiftyone as fo
+    import fiftyone_csl as fcsl
+
+    install(kill_at)
+    dataset = fo.load_dataset(name)
+    if barrier:
+        while not os.path.exists(barrier):
+            time.sleep(0.01)
+    try:
+        getattr(fcsl, call)(dataset, **kwargs)
+    except fcsl.CSLError as e:
+        print(f"CSLError: {e}", flush=True)
+        return
+    print("OK", flush=True)
+
+
+if __name__ == "__main__":
+    main()

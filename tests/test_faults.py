@@ -1,0 +1,128 @@
+"""A process killed (SIGKILL) at any stage of a run leaves the dataset
+readable and the previous run loadable; the next call works and leaves no
+debris; a killed training resumes from its last verified checkpoint."""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+import fiftyone_csl as fcsl
+import numpy as np
+import pytest
+import torch
+from fiftyone_csl.plugin.record import get_run_config, load_manifest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TINY = dict(label_field="phase", csl_field="k", embeddings_field="emb", epochs=3, folds=2, seed=1)
+
+
+def run_child(dataset, call, kill_at, kwargs, barrier=None, wait=True):
+    args = [sys.executable, os.path.join(HERE, "_child.py"), dataset.name, call, kill_at, json.dumps(kwargs)]
+    proc = subprocess.Popen(
+        args + ([barrier] if barrier else []), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    if not wait:
+        return proc
+    out = proc.communicate(timeout=900)[0]
+    return proc.returncode, out
+
+
+def fields_match_files(dataset, key):
+    """The frame scores in the dataset are those of the run's files."""
+    dataset.reload()
+    results = fcsl.load_csl_results(dataset, key)
+    ids, numbers, values = dataset.values(["id", "frames.frame_number", f"frames.{key}"])
+    for sid, fns, vals in zip(ids, numbers, values):
+        video = results.videos[sid]
+        stored = dict(zip(fns, vals))
+        np.testing.assert_allclose([stored[int(f)] for f in video.frame_numbers], video.scores["csl"], rtol=1e-6)
+    return results
+
+
+def debris(dataset, key):
+    key_dir = os.path.dirname(get_run_config(dataset, key).run_dir)
+    return [n for n in os.listdir(key_dir) if not n.startswith("v")], len(os.listdir(key_dir))
+
+
+# where the overwrite dies, and whether the new run was committed by then
+STAGES = [
+    ("features", False),
+    ("training", False),
+    ("replay", False),
+    ("promote", False),
+    ("write-back", True),
+    ("cleanup", True),
+]
+
+
+@pytest.mark.parametrize("stage,committed", STAGES, ids=[s for s, _ in STAGES])
+def test_a_kill_at_any_stage_leaves_a_loadable_run(scratch, stage, committed, tmp_path):
+    scratch.persistent = True  # the child loads it by name
+    labels = scratch.values("frames.phase.label")
+    first = fcsl.compute_csl(scratch, **TINY)
+    before = {sid: v.scores["csl"] for sid, v in first.videos.items()}
+    overwrite = dict(TINY, overwrite=True, seed=2)
+    if stage == "features":  # the backbone path, with a cache of this test's own
+        overwrite.update(embeddings_field=None, cache_dir=str(tmp_path / "cache"))
+    code, out = run_child(scratch, "compute_csl", stage, overwrite)
+    assert code == -signal.SIGKILL, out[-3000:]
+
+    scratch.reload()
+    assert scratch.first() is not None and scratch.values("frames.phase.label") == labels
+    results = fields_match_files(scratch, "k")  # finishes a committed write-back first
+    seed = get_run_config(scratch, "k").train["seed"]
+    assert seed == (2 if committed else 1)
+    if not committed:
+        for sid, values in before.items():
+            np.testing.assert_array_equal(results.videos[sid].scores["csl"], values)
+    assert sorted(scratch.list_saved_views()) == ["k-ranked", "k-suspect-clips", "k-suspect-frames"]
+
+    again = fcsl.compute_csl(scratch, **dict(TINY, overwrite=True, seed=3))
+    assert len(again.videos) == len(scratch)
+    fields_match_files(scratch, "k")
+    assert debris(scratch, "k") == ([], 1), "the run folder keeps one version and nothing else"
+
+
+def test_a_killed_replay_with_other_labels_leaves_the_run_loadable(scratch):
+    scratch.persistent = True
+    scratch.clone_frame_field("phase", "phase2")
+    fcsl.compute_csl(scratch, **TINY)
+    before = _scores(fcsl.load_csl_results(scratch, "k"))
+    code, out = run_child(scratch, "replay_checkpoints", "replay", dict(csl_field="k", label_field="phase2"))
+    assert code == -signal.SIGKILL, out[-3000:]
+    assert _scores(fields_match_files(scratch, "k")) == before
+    code, out = run_child(scratch, "replay_checkpoints", "write-back", dict(csl_field="k", label_field="phase2"))
+    assert code == -signal.SIGKILL, out[-3000:]
+    fields_match_files(scratch, "k")  # the committed replay is finished by the next reader
+    fcsl.replay_checkpoints(scratch, "k")
+    assert debris(scratch, "k") == ([], 1)
+
+
+def _scores(results):
+    return {sid: v.scores["csl"].tolist() for sid, v in results.videos.items()}
+
+
+def test_a_killed_training_resumes_and_gives_the_same_checkpoints(scratch, caplog):
+    scratch.persistent = True
+    kwargs = dict(TINY, epochs=4, seed=5)
+    kwargs.pop("label_field")
+    code, out = run_child(scratch, "train_checkpoints", "training", dict(kwargs, label_field="phase"))
+    assert code == -signal.SIGKILL, out[-3000:]
+    assert "k" not in scratch.list_runs()  # nothing committed
+    with caplog.at_level(logging.INFO, logger="fiftyone_csl"):
+        resumed_dir = fcsl.train_checkpoints(scratch, "phase", **kwargs)
+    assert "resuming run 'k'" in caplog.text
+    fresh_dir = fcsl.train_checkpoints(scratch, "phase", **dict(kwargs, csl_field="fresh"))
+    resumed = load_manifest(scratch, get_run_config(scratch, "k"))
+    fresh = load_manifest(scratch, get_run_config(scratch, "fresh"))
+    assert [len(c) for c in resumed.checkpoints] == [4, 4]
+    for a, b in zip(sum(resumed.checkpoints, []), sum(fresh.checkpoints, [])):
+        sa = torch.load(os.path.join(resumed_dir, a), weights_only=True)
+        sb = torch.load(os.path.join(fresh_dir, b), weights_only=True)
+        for name in sa:
+            assert torch.equal(sa[name], sb[name]), (a, name)
+    assert not [r for r in resumed.files if r.endswith("resume.pt")]
+    assert debris(scratch, "k") == ([], 1)
