@@ -24,8 +24,9 @@ if __package__:
     from .plugin.evaluation import evaluate_detection
     from .plugin.pipeline import CSLResults, compute_csl_arrays
     from .plugin.record import list_csl_runs
+    from .plugin.rescore import flag_errors, replay_checkpoints
     from .plugin.review import select_frames_for_review
-    from .plugin.steps import compute_csl, compute_features, flag_errors, replay_checkpoints, train_checkpoints
+    from .plugin.steps import compute_csl, compute_features, train_checkpoints
     from .plugin.utils import CSLError
 
 __version__ = "0.1.0"

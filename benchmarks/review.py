@@ -37,8 +37,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fiftyone_csl as fcsl  # noqa: E402
 import sources  # noqa: E402
-from fiftyone_csl.plugin import runs  # noqa: E402
 from fiftyone_csl.plugin.corrupt import inject_into_sequences  # noqa: E402
+from fiftyone_csl.plugin.record import Manifest  # noqa: E402
 from fiftyone_csl.plugin.review import run_uncertainty, select_frames  # noqa: E402
 from fiftyone_csl.plugin.sequences import sequences_from_arrays  # noqa: E402
 
@@ -69,7 +69,7 @@ def review_run(weak, seed, epochs, folds, passes):
         results = fcsl.compute_csl_arrays(
             features, given, classes, epochs=epochs, folds=folds, seed=seed, run_dir=run_dir, progress=False
         )
-        manifest = runs.read_manifest(run_dir)
+        manifest = Manifest.load(run_dir)
         sequences = sequences_from_arrays(features, given, list(results.videos))
         uncertainty = run_uncertainty(run_dir, manifest, sequences, torch.device("cpu"), passes=passes, seed=seed)
         seconds = time.time() - started

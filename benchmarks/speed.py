@@ -79,11 +79,12 @@ def _synthetic_run(run_dir, dim, num_checkpoints, half=False, model="transformer
     weights: replay costs the same whatever the weights)."""
     import torch
     from fiftyone_csl.models import build_head
-    from fiftyone_csl.plugin import runs, train
+    from fiftyone_csl.plugin import train
+    from fiftyone_csl.plugin.record import Manifest
 
     config = train.TrainConfig(model=model, epochs=num_checkpoints, half_checkpoints=half)
-    manifest = {"config": config.to_dict(), "classes": [str(i) for i in range(NUM_CLASSES)], "in_dim": dim}
-    manifest.update(files={}, folds=[[]], checkpoints=[[]], trajectories={})
+    classes = [str(i) for i in range(NUM_CLASSES)]
+    manifest = Manifest(None, None, None, classes, dim, {}, config.to_dict(), [[]], checkpoints=[[]])
     os.makedirs(os.path.join(run_dir, "fold_00"), exist_ok=True)
     torch.manual_seed(0)
     for e in range(num_checkpoints):
@@ -92,16 +93,16 @@ def _synthetic_run(run_dir, dim, num_checkpoints, half=False, model="transformer
         state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in head.state_dict().items()}
         relpath = f"fold_00/epoch_{e + 1:04d}.pt"
         torch.save(state, os.path.join(run_dir, relpath))
-        runs.record_file(run_dir, manifest, relpath)
-        manifest["checkpoints"][0].append(relpath)
-    runs.write_manifest(run_dir, manifest)
+        manifest.record_file(run_dir, relpath)
+        manifest.checkpoints[0].append(relpath)
+    manifest.save(run_dir)
     return manifest
 
 
 def _attention_flops(manifest, num_checkpoints, frames):
     """Multiply-adds x 2 of Q K^T and of the weighted sum of V, over the
     windows a replay cuts a video into."""
-    window = manifest["config"]["max_frames"]
+    window = manifest.config["max_frames"]
     hidden, layers = 64, 2  # the default transformer
     full, rest = divmod(frames, window)
     return layers * num_checkpoints * 4 * hidden * (full * window**2 + rest**2)
@@ -131,7 +132,7 @@ def child_replay(num_videos, frames, dim, num_checkpoints):
     sequences = sequences_from_arrays(features, labels)
     with tempfile.TemporaryDirectory() as run_dir:
         manifest = _synthetic_run(run_dir, dim, num_checkpoints)
-        ckpts = manifest["checkpoints"][0]
+        ckpts = manifest.checkpoints[0]
         cpu = torch.device("cpu")
         out = {"videos": num_videos, "frames_per_video": frames, "dim": dim, "checkpoints": num_checkpoints}
 
@@ -218,16 +219,15 @@ def child_writes(num_videos, frames):
 
 def child_checkpoints():
     import torch
-    from fiftyone_csl.plugin import runs
 
     out = {}
     for dim in (512, 1280):
         for half in (False, True):
             with tempfile.TemporaryDirectory() as run_dir:
                 manifest = _synthetic_run(run_dir, dim, 3, half=half)
-                per_fold = runs.checkpoint_bytes_per_epoch(run_dir, manifest)
+                per_fold = manifest.checkpoint_bytes(run_dir)
                 params = sum(v.numel() for v in torch.load(
-                    os.path.join(run_dir, manifest["checkpoints"][0][0]), weights_only=True).values())  # fmt: skip
+                    os.path.join(run_dir, manifest.checkpoints[0][0]), weights_only=True).values())  # fmt: skip
             out[f"d{dim}_{'fp16' if half else 'fp32'}"] = {
                 "bytes_per_fold_epoch": per_fold,
                 "bytes_per_epoch_5_folds": 5 * per_fold,

@@ -8,7 +8,7 @@ from fiftyone.operators.executor import ExecutionContext
 
 from ..plugin.record import get_run_config
 from ..plugin.replay import PRECISIONS
-from ..plugin.steps import replay_checkpoints, replay_shards
+from ..plugin.rescore import replay_checkpoints, replay_shards
 from . import common
 
 

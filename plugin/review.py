@@ -297,8 +297,8 @@ def select_frames_for_review(
     from .access import load_videos
     from .locks import dataset_lock
     from .options import FeatureSpec, check_device, check_float, check_int
+    from .prepare import attach_features, check_collection, prepare
     from .record import RunNames, get_run_config, load_manifest
-    from .steps import attach_features, check_collection, prepare
     from .utils import StagedProgress, resolve_device
 
     check_collection(samples)

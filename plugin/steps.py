@@ -1,5 +1,6 @@
-"""The audit's steps on FiftyOne collections: features, training, replay,
-flags, and all of them at once (:func:`compute_csl`).
+"""The steps that train on FiftyOne collections: features, checkpoints, and
+the whole audit at once (:func:`compute_csl`). Replay and re-flagging with
+trained checkpoints live in :mod:`~fiftyone_csl.plugin.rescore`.
 
 Every step checks everything it can before its first write or its first
 minute of work (:func:`plan_training`), builds its files in a staging
@@ -7,7 +8,6 @@ folder of the run, and changes the dataset only through
 :func:`~fiftyone_csl.plugin.writeback.commit`.
 """
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -24,18 +24,17 @@ from . import flags as fcflags
 from . import sequences as fcseq
 from . import train as fctrain
 from . import writeback
-from .access import load_videos
-from .locks import dataset_lock, run_in_progress, run_lock
+from .locks import dataset_lock, run_lock
 from .options import (
     FeatureSpec,
     check_choice,
     check_device,
     check_identifier,
-    check_int,
     check_threshold,
     make_train_config,
 )
 from .pipeline import CSLResults, check_folds, check_peer_scores, replay_and_score, train_into
+from .prepare import Prepared, attach_features, check_collection, prepare
 from .record import (
     METHOD,
     Manifest,
@@ -44,7 +43,6 @@ from .record import (
     default_cache_dir,
     existing_paths,
     get_run_config,
-    load_manifest,
 )
 from .replay import PRECISIONS, autocast_context
 from .utils import CSLError, StagedProgress, resolve_device
@@ -55,66 +53,6 @@ PROGRESS_WEIGHTS = {"features": 4, "train": 4, "replay": 1.5, "write": 0.5}
 
 
 # --- what can be checked before any work ---------------------------------------------------
-
-
-def check_collection(samples) -> None:
-    """Refuses collections whose samples are not the dataset's own videos."""
-    dataset = samples._dataset
-    if dataset.media_type == "group" or samples._is_dynamic_groups:
-        raise CSLError(
-            "grouped collections are not supported: audit the video slice as a dataset of its own "
-            "(e.g. dataset.select_group_slices('<video slice>').clone())"
-        )
-    if getattr(dataset, "_is_generated", False):
-        raise CSLError(
-            "this is a clips, frames or patches view, whose samples are not videos of the dataset: "
-            "audit the source dataset or a view of its videos instead (e.g. view._root_dataset)"
-        )
-    if samples.media_type != "video":
-        raise CSLError(f"fiftyone-csl audits videos; this collection's media type is '{samples.media_type}'")
-    if not len(samples):
-        raise CSLError("the collection has no videos")
-
-
-@dataclass
-class Prepared:
-    """Labels (and later features) of the videos a step works on."""
-
-    classes: list
-    full_sequences: list  # every labelled frame
-    sequences: list  # the scored frames (stride grid); features attached later
-    in_dim: int
-    spec: FeatureSpec
-    feature_stats: dict | None = None
-
-
-def prepare(samples, label_field, classes, spec: FeatureSpec) -> Prepared:
-    """Reads the labels and checks the features' source (vectors present and
-    finite, or video files present and decodable)."""
-    raw = fcseq.read_raw_labels(samples, label_field)
-    classes = fcseq.resolve_classes(raw, classes)
-    full = fcseq.build_sequences(raw, classes)
-    sequences = [fcseq.subsample(s, spec.stride) for s in full]
-    if spec.embeddings_field is not None:
-        in_dim = fcf.read_embeddings(samples, spec.embeddings_field, sequences)
-    else:
-        fcf.check_video_files(sequences)
-        in_dim = fcf.BACKBONES[spec.backbone].dim
-    return Prepared(classes, full, sequences, in_dim, spec)
-
-
-def attach_features(prepared: Prepared, device, cache_dir, progress) -> None:
-    spec = prepared.spec
-    if spec.embeddings_field is not None:
-        with progress.stage("features", 1, "fields"):
-            return
-    stats = fcf.FeatureStats()
-    with progress.stage("features", len(prepared.sequences), "videos") as stage:
-        fcf.attach_backbone_features(
-            prepared.sequences, spec.backbone, spec.stride, device, cache_dir or default_cache_dir(),
-            spec.backbone_weights, progress_stage=stage, stats=stats,
-        )  # fmt: skip
-    prepared.feature_stats = stats.as_dict()
 
 
 def _check_new_outputs(dataset, names: RunNames, protected: dict, overwrite: bool) -> None:
@@ -436,113 +374,6 @@ def train_checkpoints(
             raise
 
 
-def replay_checkpoints(
-    samples,
-    csl_field: str = "csl",
-    *,
-    label_field: str | None = None,
-    threshold=None,
-    peer_scores=None,
-    device: str = "auto",
-    precision: str = "auto",
-    cache_dir: str | None = None,
-    progress=None,
-) -> CSLResults:
-    """Replays the checkpoints of run ``csl_field`` over the videos of
-    ``samples`` and writes their scores and flags.
-
-    Several calls may run at once on disjoint groups of videos (replay
-    shards, possibly on several machines sharing the database and the run
-    folder): each builds its trajectories beside the run and merges them
-    into a new version of it under the dataset lock.
-
-    Videos the run trained on are scored by the checkpoints of their own fold
-    (models that never saw them); other videos by every fold's checkpoints,
-    averaged. The features are computed as in training (same backbone and
-    stride, or the same embeddings field).
-
-    Args:
-        samples: videos to score (a view of the training dataset)
-        csl_field: the run key
-        label_field (None): the labels to score against; default the run's
-        threshold (None): default the run's threshold (``"auto"``: ln C)
-        peer_scores (None): default the run's
-        device, precision, cache_dir, progress: as in :func:`fiftyone_csl.compute_csl`
-    """
-    check_collection(samples)
-    dataset = samples._dataset
-    writeback.ensure_consistent(dataset, csl_field)
-    config = get_run_config(dataset, csl_field)
-    manifest = load_manifest(dataset, config)
-    holder = run_in_progress(dataset, csl_field)
-    if holder is not None:
-        raise CSLError(f"run '{csl_field}' is being trained ({holder['host']} pid {holder['pid']}); replay it after")
-    peer_scores = check_peer_scores(config.peer_scores if peer_scores is None else peer_scores)
-    threshold = check_threshold(config.threshold if threshold is None else threshold)
-    check_choice("precision", precision, PRECISIONS)
-    torch_device = resolve_device(check_device(device))
-    autocast_context(torch_device, precision)
-    label_field = label_field or manifest.label_field
-    names = RunNames(csl_field, tuple(peer_scores), bool(getattr(config, "review", None)))
-    owned = RunNames.of(config)
-    label_path = fcfields.label_path(dataset, label_field)
-    if label_path in names.paths():
-        raise CSLError(f"label_field {label_path} is one of run '{csl_field}''s output fields")
-    taken = [p for p in existing_paths(dataset, names.paths()) if p not in owned.paths()]
-    if taken:
-        raise CSLError(f"run '{csl_field}' would write into fields it does not own: {taken}")
-    threshold_value = fcflags.resolve_threshold(threshold, len(manifest.classes))
-    prepared = prepare(samples, label_field, manifest.classes, FeatureSpec.from_dict(manifest.features))
-    if prepared.classes != manifest.classes:
-        raise CSLError("the run's class list changed")
-    if prepared.in_dim != manifest.in_dim:
-        raise CSLError(f"features have dimension {prepared.in_dim}; the run's models expect {manifest.in_dim}")
-    store = RunStore.of(config)
-    replay_manifest = dataclasses.replace(
-        manifest, trajectories={}, files={k: v for k, v in manifest.files.items() if not k.startswith("trajectories/")}
-    )
-    progress = StagedProgress(progress, {"features": 4, "replay": 1.5, "write": 0.5})
-    with dataset_lock(dataset):  # the version cannot be replaced while its checkpoints are linked
-        staging = store.staging()
-        store.inherit(staging, config.run_dir, manifest, keep=lambda rel: not rel.startswith("trajectories/"))
-    try:
-        attach_features(prepared, torch_device, cache_dir, progress)
-        videos = replay_and_score(
-            staging, replay_manifest, prepared.sequences, torch_device, precision, progress, threshold_value,
-            peer_scores,
-        )  # fmt: skip
-        with progress.stage("write", 1, "steps"):
-            version = writeback.commit(
-                dataset, store, staging, replay_manifest, names, "scored", threshold_value, list(videos),
-                replace=False, previous={"files": manifest.files}, videos=videos,
-                warnings=getattr(config, "warnings", None) or [],
-            )  # fmt: skip
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return CSLResults(csl_field, version, prepared.classes, threshold_value, videos)
-
-
-def flag_errors(samples, csl_field: str = "csl", threshold="auto") -> CSLResults:
-    """Re-flags the scored videos of ``samples`` with a new ``threshold``:
-    rewrites ``<csl_field>_errors`` and the saved views. No model runs."""
-    dataset = samples._dataset
-    threshold = check_threshold(threshold)
-    config = get_run_config(dataset, csl_field)
-    if config.state != "scored":
-        raise CSLError(f"run '{csl_field}' has no scores yet: replay its checkpoints first")
-    threshold_value = fcflags.resolve_threshold(threshold, len(config.classes))
-    videos = load_videos(samples, csl_field, threshold_value)
-    if not videos:
-        raise CSLError(f"none of these videos has scores in run '{csl_field}'")
-    manifest = load_manifest(dataset, config)
-    writeback.commit(
-        dataset, RunStore.of(config), None, manifest, RunNames.of(config), "scored", threshold_value, list(videos),
-        replace=False, videos=videos, warnings=getattr(config, "warnings", None) or [],
-    )  # fmt: skip
-    return CSLResults(csl_field, config.run_dir, config.classes, threshold_value, videos)
-
-
 def compute_features(
     samples,
     embeddings_field: str,
@@ -594,25 +425,3 @@ def compute_features(
     with dataset_lock(dataset):
         fcf.write_embeddings(dataset, embeddings_field, sequences)
     return int(sum(len(s.frame_numbers) for s in sequences))
-
-
-def replay_shards(samples, num_shards: int) -> list:
-    """Splits the videos of ``samples`` into at most ``num_shards`` groups of
-    about equal frame counts, for replay shards that run side by side.
-
-    Returns lists of sample ids; every video is in exactly one group.
-    """
-    from fiftyone import ViewField as F
-
-    num_shards = check_int("num_shards", num_shards, 1)
-    ids = samples.values("id")
-    if not ids:
-        raise CSLError("no videos to replay")
-    frames = samples.values(F("frames").length())
-    groups = [[] for _ in range(min(num_shards, len(ids)))]
-    load = [0] * len(groups)
-    for n, sid in sorted(zip(frames, ids), key=lambda p: (-p[0], p[1])):  # longest first, to the lightest group
-        k = load.index(min(load))
-        groups[k].append(sid)
-        load[k] += n
-    return [sorted(g) for g in groups]

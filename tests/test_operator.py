@@ -32,9 +32,14 @@ def test_every_operator_and_the_panel_are_registered():
 
 def test_operators_inject_audit_flag_evaluate_delete(scratch):
     inject = foo.get_operator(URI + "inject_errors")
+    clean = scratch.values("frames.phase_clean.label")
     out = _ok(inject(scratch, "phase_clean", "noisy", rate=0.15, seed=1))
     assert out["corrupted_frames"] >= 0.15 * scratch.count("frames.phase_clean")
-    assert scratch.values("frames.phase_clean.label") == scratch.values("frames.phase_clean.label")
+    scratch.reload()
+    assert scratch.values("frames.phase_clean.label") == clean  # the source labels are untouched
+    noisy = scratch.values("frames.noisy.label")
+    changed = sum(a != b for va, vb in zip(clean, noisy) for a, b in zip(va, vb))
+    assert changed == out["corrupted_frames"]
 
     audit = foo.get_operator(URI + "audit_video_labels")
     out = _ok(audit(scratch, "frames.noisy", csl_field="op", embeddings_field="emb", epochs=15, folds=4))

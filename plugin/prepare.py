@@ -1,0 +1,70 @@
+"""What a step reads from FiftyOne before any work: the collection's kind,
+the labels as sequences, and the frame features."""
+
+from dataclasses import dataclass
+
+from . import features as fcf
+from . import sequences as fcseq
+from .options import FeatureSpec
+from .record import default_cache_dir
+from .utils import CSLError
+
+
+def check_collection(samples) -> None:
+    """Refuses collections whose samples are not the dataset's own videos."""
+    dataset = samples._dataset
+    if dataset.media_type == "group" or samples._is_dynamic_groups:
+        raise CSLError(
+            "grouped collections are not supported: audit the video slice as a dataset of its own "
+            "(e.g. dataset.select_group_slices('<video slice>').clone())"
+        )
+    if getattr(dataset, "_is_generated", False):
+        raise CSLError(
+            "this is a clips, frames or patches view, whose samples are not videos of the dataset: "
+            "audit the source dataset or a view of its videos instead (e.g. view._root_dataset)"
+        )
+    if samples.media_type != "video":
+        raise CSLError(f"fiftyone-csl audits videos; this collection's media type is '{samples.media_type}'")
+    if not len(samples):
+        raise CSLError("the collection has no videos")
+
+
+@dataclass
+class Prepared:
+    """Labels (and later features) of the videos a step works on."""
+
+    classes: list
+    full_sequences: list  # every labelled frame
+    sequences: list  # the scored frames (stride grid); features attached later
+    in_dim: int
+    spec: FeatureSpec
+    feature_stats: dict | None = None
+
+
+def prepare(samples, label_field, classes, spec: FeatureSpec) -> Prepared:
+    """Reads the labels and checks the features' source (vectors present and
+    finite, or video files present and decodable)."""
+    raw = fcseq.read_raw_labels(samples, label_field)
+    classes = fcseq.resolve_classes(raw, classes)
+    full = fcseq.build_sequences(raw, classes)
+    sequences = [fcseq.subsample(s, spec.stride) for s in full]
+    if spec.embeddings_field is not None:
+        in_dim = fcf.read_embeddings(samples, spec.embeddings_field, sequences)
+    else:
+        fcf.check_video_files(sequences)
+        in_dim = fcf.BACKBONES[spec.backbone].dim
+    return Prepared(classes, full, sequences, in_dim, spec)
+
+
+def attach_features(prepared: Prepared, device, cache_dir, progress) -> None:
+    spec = prepared.spec
+    if spec.embeddings_field is not None:
+        with progress.stage("features", 1, "fields"):
+            return
+    stats = fcf.FeatureStats()
+    with progress.stage("features", len(prepared.sequences), "videos") as stage:
+        fcf.attach_backbone_features(
+            prepared.sequences, spec.backbone, spec.stride, device, cache_dir or default_cache_dir(),
+            spec.backbone_weights, progress_stage=stage, stats=stats,
+        )  # fmt: skip
+    prepared.feature_stats = stats.as_dict()

@@ -1,0 +1,146 @@
+"""Scoring with a trained run's checkpoints: replay (whole, or in shards
+that run side by side) and re-flagging at a new threshold."""
+
+import dataclasses
+import shutil
+
+from . import fields as fcfields
+from . import flags as fcflags
+from . import writeback
+from .access import load_videos
+from .locks import dataset_lock, run_in_progress
+from .options import FeatureSpec, check_choice, check_device, check_int, check_threshold
+from .pipeline import CSLResults, check_peer_scores, replay_and_score
+from .prepare import attach_features, check_collection, prepare
+from .record import RunNames, RunStore, existing_paths, get_run_config, load_manifest
+from .replay import PRECISIONS, autocast_context
+from .utils import CSLError, StagedProgress, resolve_device
+
+
+def replay_checkpoints(
+    samples,
+    csl_field: str = "csl",
+    *,
+    label_field: str | None = None,
+    threshold=None,
+    peer_scores=None,
+    device: str = "auto",
+    precision: str = "auto",
+    cache_dir: str | None = None,
+    progress=None,
+) -> CSLResults:
+    """Replays the checkpoints of run ``csl_field`` over the videos of
+    ``samples`` and writes their scores and flags.
+
+    Several calls may run at once on disjoint groups of videos (replay
+    shards, possibly on several machines sharing the database and the run
+    folder): each builds its trajectories beside the run and merges them
+    into a new version of it under the dataset lock.
+
+    Videos the run trained on are scored by the checkpoints of their own fold
+    (models that never saw them); other videos by every fold's checkpoints,
+    averaged. The features are computed as in training (same backbone and
+    stride, or the same embeddings field).
+
+    Args:
+        samples: videos to score (a view of the training dataset)
+        csl_field: the run key
+        label_field (None): the labels to score against; default the run's
+        threshold (None): default the run's threshold (``"auto"``: ln C)
+        peer_scores (None): default the run's
+        device, precision, cache_dir, progress: as in :func:`fiftyone_csl.compute_csl`
+    """
+    check_collection(samples)
+    dataset = samples._dataset
+    writeback.ensure_consistent(dataset, csl_field)
+    config = get_run_config(dataset, csl_field)
+    manifest = load_manifest(dataset, config)
+    holder = run_in_progress(dataset, csl_field)
+    if holder is not None:
+        raise CSLError(f"run '{csl_field}' is being trained ({holder['host']} pid {holder['pid']}); replay it after")
+    peer_scores = check_peer_scores(config.peer_scores if peer_scores is None else peer_scores)
+    threshold = check_threshold(config.threshold if threshold is None else threshold)
+    check_choice("precision", precision, PRECISIONS)
+    torch_device = resolve_device(check_device(device))
+    autocast_context(torch_device, precision)
+    label_field = label_field or manifest.label_field
+    names = RunNames(csl_field, tuple(peer_scores), bool(getattr(config, "review", None)))
+    owned = RunNames.of(config)
+    label_path = fcfields.label_path(dataset, label_field)
+    if label_path in names.paths():
+        raise CSLError(f"label_field {label_path} is one of run '{csl_field}''s output fields")
+    taken = [p for p in existing_paths(dataset, names.paths()) if p not in owned.paths()]
+    if taken:
+        raise CSLError(f"run '{csl_field}' would write into fields it does not own: {taken}")
+    threshold_value = fcflags.resolve_threshold(threshold, len(manifest.classes))
+    prepared = prepare(samples, label_field, manifest.classes, FeatureSpec.from_dict(manifest.features))
+    if prepared.classes != manifest.classes:
+        raise CSLError("the run's class list changed")
+    if prepared.in_dim != manifest.in_dim:
+        raise CSLError(f"features have dimension {prepared.in_dim}; the run's models expect {manifest.in_dim}")
+    store = RunStore.of(config)
+    replay_manifest = dataclasses.replace(
+        manifest, trajectories={}, files={k: v for k, v in manifest.files.items() if not k.startswith("trajectories/")}
+    )
+    progress = StagedProgress(progress, {"features": 4, "replay": 1.5, "write": 0.5})
+    with dataset_lock(dataset):  # the version cannot be replaced while its checkpoints are linked
+        staging = store.staging()
+        store.inherit(staging, config.run_dir, manifest, keep=lambda rel: not rel.startswith("trajectories/"))
+    try:
+        attach_features(prepared, torch_device, cache_dir, progress)
+        videos = replay_and_score(
+            staging, replay_manifest, prepared.sequences, torch_device, precision, progress, threshold_value,
+            peer_scores,
+        )  # fmt: skip
+        with progress.stage("write", 1, "steps"):
+            version = writeback.commit(
+                dataset, store, staging, replay_manifest, names, "scored", threshold_value, list(videos),
+                replace=False, previous={"files": manifest.files}, videos=videos,
+                warnings=getattr(config, "warnings", None) or [],
+            )  # fmt: skip
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return CSLResults(csl_field, version, prepared.classes, threshold_value, videos)
+
+
+def flag_errors(samples, csl_field: str = "csl", threshold="auto") -> CSLResults:
+    """Re-flags the scored videos of ``samples`` with a new ``threshold``:
+    rewrites ``<csl_field>_errors`` and the saved views. No model runs."""
+    dataset = samples._dataset
+    threshold = check_threshold(threshold)
+    config = get_run_config(dataset, csl_field)
+    if config.state != "scored":
+        raise CSLError(f"run '{csl_field}' has no scores yet: replay its checkpoints first")
+    threshold_value = fcflags.resolve_threshold(threshold, len(config.classes))
+    videos = load_videos(samples, csl_field, threshold_value)
+    if not videos:
+        raise CSLError(f"none of these videos has scores in run '{csl_field}'")
+    manifest = load_manifest(dataset, config)
+    writeback.commit(
+        dataset, RunStore.of(config), None, manifest, RunNames.of(config), "scored", threshold_value, list(videos),
+        replace=False, videos=videos, warnings=getattr(config, "warnings", None) or [],
+    )  # fmt: skip
+    return CSLResults(csl_field, config.run_dir, config.classes, threshold_value, videos)
+
+
+def replay_shards(samples, num_shards: int) -> list:
+    """Splits the videos of ``samples`` into at most ``num_shards`` groups of
+    about equal frame counts, for replay shards that run side by side.
+
+    Returns lists of sample ids; every video is in exactly one group.
+    """
+    from fiftyone import ViewField as F
+
+    num_shards = check_int("num_shards", num_shards, 1)
+    ids = samples.values("id")
+    if not ids:
+        raise CSLError("no videos to replay")
+    frames = samples.values(F("frames").length())
+    groups = [[] for _ in range(min(num_shards, len(ids)))]
+    load = [0] * len(groups)
+    for n, sid in sorted(zip(frames, ids), key=lambda p: (-p[0], p[1])):  # longest first, to the lightest group
+        k = load.index(min(load))
+        groups[k].append(sid)
+        load[k] += n
+    return [sorted(g) for g in groups]
