@@ -106,7 +106,7 @@ def new_key_input(ctx, inputs, name="csl_field", default="csl") -> bool:
             "key_exists",
             types.Warning(label=f"Run '{key}' exists: tick 'overwrite' to replace it"),
         )
-    inputs.bool("overwrite", default=False, label="Overwrite an existing run or field with this key")
+    inputs.bool("overwrite", default=False, label="Replace an existing run with this key (only what it created)")
     return True
 
 

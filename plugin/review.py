@@ -358,6 +358,7 @@ def select_frames_for_review(
         picks = select_frames(frame_numbers, k, mode, uncertainty, csl, lam, sigma, csl_weight, reviewed, seed)
 
     with progress.stage("write", 1, "steps"), dataset_lock(dataset):
+        writeback.recover(dataset, csl_field)
         config = get_run_config(dataset, csl_field)  # as it is now, under the lock
         previous = getattr(config, "review", None)
         if previous and previous.get("tag"):

@@ -180,27 +180,7 @@ def _train_staging(plan: TrainingPlan, dataset_id) -> tuple:
 # --- the steps ---------------------------------------------------------------------------------
 
 
-def compute_csl(
-    samples,
-    label_field: str,
-    csl_field: str = "csl",
-    embeddings_field: str | None = None,
-    *,
-    classes: list | None = None,
-    backbone: str = "efficientnet-lite0",
-    backbone_weights: str | None = None,
-    stride: int = 1,
-    threshold="auto",
-    peer_scores: list | tuple = (),
-    device: str = "auto",
-    precision: str = "auto",
-    store_embeddings_field: str | None = None,
-    run_dir: str | None = None,
-    cache_dir: str | None = None,
-    overwrite: bool = False,
-    progress=None,
-    **train_kwargs,
-) -> CSLResults:
+def compute_csl(samples, label_field: str, csl_field: str = "csl", embeddings_field: str | None = None, **kwargs):
     """Scores every labelled frame of a video collection by its Cumulative
     Sample Loss (CSL) and flags the likely annotation errors.
 
@@ -283,29 +263,82 @@ def compute_csl(
         CSLError: invalid input, or another call running with the same
             key; nothing was written
     """
+    return _audit(samples, label_field, csl_field, embeddings_field, True, "compute_csl", **kwargs)
+
+
+def train_checkpoints(samples, label_field: str, csl_field: str = "csl", embeddings_field: str | None = None, **kwargs):
+    """Trains the checkpoints of run ``csl_field`` without scoring any frame.
+
+    Registers the run (state ``"trained"``) and returns the folder of its
+    current version; :func:`~fiftyone_csl.plugin.rescore.replay_checkpoints`
+    scores frames with it later, on this or another view. Arguments as in
+    :func:`compute_csl`, but for the scoring ones (``threshold``,
+    ``peer_scores``, ``precision``, ``store_embeddings_field``).
+    """
+    return _audit(samples, label_field, csl_field, embeddings_field, False, "train_checkpoints", **kwargs)
+
+
+SCORING_OPTIONS = ("threshold", "peer_scores", "precision", "store_embeddings_field")
+
+
+def _audit(
+    samples,
+    label_field,
+    csl_field,
+    embeddings_field,
+    score: bool,
+    function: str,
+    *,
+    classes: list | None = None,
+    backbone: str = "efficientnet-lite0",
+    backbone_weights: str | None = None,
+    stride: int = 1,
+    threshold="auto",
+    peer_scores: list | tuple = (),
+    device: str = "auto",
+    precision: str = "auto",
+    store_embeddings_field: str | None = None,
+    run_dir: str | None = None,
+    cache_dir: str | None = None,
+    overwrite: bool = False,
+    progress=None,
+    **train_kwargs,
+):
+    """Training and, with ``score``, replay and scores: the body of
+    :func:`compute_csl` and :func:`train_checkpoints`."""
     started = time.time()
     dataset = samples._dataset
+    if not score:
+        given = dict(threshold=threshold, peer_scores=peer_scores, precision=precision,
+                     store_embeddings_field=store_embeddings_field)  # fmt: skip
+        defaults = dict(threshold="auto", peer_scores=(), precision="auto", store_embeddings_field=None)
+        unknown = sorted(k for k in SCORING_OPTIONS if given[k] != defaults[k])
+        if unknown:
+            raise CSLError(f"{function}() scores nothing; it takes no {unknown}")
     peer_scores = check_peer_scores(peer_scores)
     threshold = check_threshold(threshold)
     check_choice("precision", precision, PRECISIONS)
     spec = FeatureSpec.make(embeddings_field, backbone, backbone_weights, stride)
     plan = plan_training(
         samples, label_field, csl_field, spec, classes, train_kwargs, peer_scores, overwrite, run_dir, device,
-        "compute_csl", store_embeddings_field,
+        function, store_embeddings_field,
     )  # fmt: skip
     autocast_context(plan.device, precision)  # an impossible precision fails before any work
     threshold_value = fcflags.resolve_threshold(threshold, len(plan.prepared.classes))
     dataset_id = str(dataset._doc.id)
-    progress = StagedProgress(progress, PROGRESS_WEIGHTS)
+    weights = PROGRESS_WEIGHTS if score else {"features": 4, "train": 4, "write": 0.2}
+    progress = StagedProgress(progress, weights)
     with run_lock(dataset, csl_field):
         staging, manifest = _train_staging(plan, dataset_id)
         try:
             attach_features(plan.prepared, plan.device, cache_dir, progress)
             train_into(staging, manifest, plan.prepared.sequences, plan.config, progress, plan.device, True)
-            videos = replay_and_score(
-                staging, manifest, plan.prepared.sequences, plan.device, precision, progress, threshold_value,
-                peer_scores,
-            )  # fmt: skip
+            videos = {}
+            if score:
+                videos = replay_and_score(
+                    staging, manifest, plan.prepared.sequences, plan.device, precision, progress, threshold_value,
+                    peer_scores,
+                )  # fmt: skip
             manifest.feature_stats = plan.prepared.feature_stats
             manifest.seconds = round(time.time() - started, 2)
 
@@ -315,63 +348,17 @@ def compute_csl(
 
             with progress.stage("write", 1, "steps"):
                 version = writeback.commit(
-                    dataset, plan.store, staging, manifest, plan.names, "scored", threshold_value,
-                    [s.sample_id for s in plan.prepared.sequences], replace=True, videos=videos,
+                    dataset, plan.store, staging, manifest, plan.names, "scored" if score else "trained",
+                    threshold_value if score else "auto", list(videos), replace=True, videos=videos,
                     before_journal=store_embeddings, warnings=plan.warnings,
                 )  # fmt: skip
         except BaseException as e:
             if not isinstance(e, KeyboardInterrupt):  # an interrupted call keeps its staging to resume
                 shutil.rmtree(staging, ignore_errors=True)
             raise
+    if not score:
+        return version
     return CSLResults(csl_field, version, plan.prepared.classes, threshold_value, videos, plan.warnings)
-
-
-def train_checkpoints(
-    samples,
-    label_field: str,
-    csl_field: str = "csl",
-    embeddings_field: str | None = None,
-    *,
-    classes: list | None = None,
-    backbone: str = "efficientnet-lite0",
-    backbone_weights: str | None = None,
-    stride: int = 1,
-    device: str = "auto",
-    run_dir: str | None = None,
-    cache_dir: str | None = None,
-    overwrite: bool = False,
-    progress=None,
-    **train_kwargs,
-) -> str:
-    """Trains the checkpoints of run ``csl_field`` without scoring any frame.
-
-    Registers the run (state ``"trained"``) and returns the folder of its
-    current version; :func:`replay_checkpoints` scores frames with it later,
-    on this or another view. Arguments as in :func:`fiftyone_csl.compute_csl`.
-    """
-    dataset = samples._dataset
-    spec = FeatureSpec.make(embeddings_field, backbone, backbone_weights, stride)
-    plan = plan_training(
-        samples, label_field, csl_field, spec, classes, train_kwargs, (), overwrite, run_dir, device,
-        "train_checkpoints",
-    )  # fmt: skip
-    dataset_id = str(dataset._doc.id)
-    progress = StagedProgress(progress, {"features": 4, "train": 4, "write": 0.2})
-    with run_lock(dataset, csl_field):
-        staging, manifest = _train_staging(plan, dataset_id)
-        try:
-            attach_features(plan.prepared, plan.device, cache_dir, progress)
-            train_into(staging, manifest, plan.prepared.sequences, plan.config, progress, plan.device, True)
-            manifest.feature_stats = plan.prepared.feature_stats
-            with progress.stage("write", 1, "steps"):
-                return writeback.commit(
-                    dataset, plan.store, staging, manifest, plan.names, "trained", "auto", [], replace=True,
-                    warnings=plan.warnings,
-                )  # fmt: skip
-        except BaseException as e:
-            if not isinstance(e, KeyboardInterrupt):
-                shutil.rmtree(staging, ignore_errors=True)
-            raise
 
 
 def compute_features(
