@@ -413,6 +413,11 @@ def owned_by(dataset, config) -> bool:
 
 def load_manifest(dataset, config) -> Manifest:
     """The verified manifest of a registered run on ``dataset``."""
+    if getattr(config, "manifest_sha256", None) is None:
+        raise CSLError(
+            f"run '{config.csl_field}' was made by an earlier version of fiftyone-csl, whose files cannot be "
+            "verified: run it again with overwrite=True"
+        )
     if not owned_by(dataset, config):
         raise CSLError(
             f"run '{config.csl_field}' on dataset '{dataset.name}' was inherited from another dataset "

@@ -105,16 +105,30 @@ def _scores(results):
     return {sid: v.scores["csl"].tolist() for sid, v in results.videos.items()}
 
 
-def test_a_killed_training_resumes_and_gives_the_same_checkpoints(scratch, caplog):
+def test_a_killed_training_resumes_and_gives_the_same_checkpoints(scratch, caplog, monkeypatch):
+    from fiftyone_csl.plugin import train
+
     scratch.persistent = True
     kwargs = dict(TINY, epochs=4, seed=5)
     kwargs.pop("label_field")
     code, out = run_child(scratch, "train_checkpoints", "training", dict(kwargs, label_field="phase"))
     assert code == -signal.SIGKILL, out[-3000:]
     assert "k" not in scratch.list_runs()  # nothing committed
+    saved = []
+    save = train._atomic_torch_save
+
+    def counting_save(obj, path):
+        saved.append(os.path.basename(path))
+        return save(obj, path)
+
+    monkeypatch.setattr(train, "_atomic_torch_save", counting_save)
     with caplog.at_level(logging.INFO, logger="fiftyone_csl"):
         resumed_dir = fcsl.train_checkpoints(scratch, "phase", **kwargs)
+    monkeypatch.undo()
     assert "resuming run 'k'" in caplog.text
+    # killed after fold 0's second checkpoint, before its state was saved: epochs 2-4 of fold 0
+    # and 1-4 of fold 1 are trained again, epoch 1 of fold 0 is not
+    assert sum(n.startswith("epoch_") for n in saved) == 2 * 4 - 1
     fresh_dir = fcsl.train_checkpoints(scratch, "phase", **dict(kwargs, csl_field="fresh"))
     resumed = load_manifest(scratch, get_run_config(scratch, "k"))
     fresh = load_manifest(scratch, get_run_config(scratch, "fresh"))
