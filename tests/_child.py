@@ -61,6 +61,26 @@ def install(kill_at: str) -> None:
     del steps, writeback
 
 
+def hold_commits(barrier):
+    """Makes every commit wait, once it is ready, until ``barrier`` exists
+    (announcing itself with ``<barrier>.<pid>``), so two processes commit
+    at the same moment."""
+    if not barrier:
+        return
+    from fiftyone_csl.plugin import steps, writeback
+
+    original = writeback.commit
+
+    def commit(*args, **kwargs):
+        open(f"{barrier}.{os.getpid()}", "w").close()
+        while not os.path.exists(barrier):
+            time.sleep(0.005)
+        return original(*args, **kwargs)
+
+    writeback.commit = commit
+    steps.writeback = writeback
+
+
 def main():
     name, call, kill_at, kwargs = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
     barrier = sys.argv[5] if len(sys.argv) > 5 else None
@@ -68,6 +88,7 @@ def main():
     import fiftyone_csl as fcsl
 
     install(kill_at)
+    hold_commits(os.environ.get("FCSL_COMMIT_BARRIER"))
     dataset = fo.load_dataset(name)
     if barrier:
         while not os.path.exists(barrier):

@@ -39,6 +39,13 @@ def fields_match_files(dataset, key):
         video = results.videos[sid]
         stored = dict(zip(fns, vals))
         np.testing.assert_allclose([stored[int(f)] for f in video.frame_numbers], video.scores["csl"], rtol=1e-6)
+    maxima = dict(zip(*dataset.values(["id", f"{key}_max"])))
+    errors = dict(zip(*dataset.values(["id", f"{key}_errors"])))
+    for sid, video in results.videos.items():
+        assert maxima[sid] == pytest.approx(float(video.scores["csl"].max()), rel=1e-6)
+        assert [(d.support, d.label) for d in errors[sid].detections] == [
+            ([s.first, s.last], s.error_type) for s in video.segments
+        ]
     return results
 
 
