@@ -127,6 +127,25 @@ def run_key_input(ctx, inputs, name="csl_field", scored_only=False) -> bool:
     return True
 
 
+def engine_default(function, name):
+    """The engine's default for ``name``: a keyword of ``function`` or a
+    training setting. Forms show it; only the engine defines it."""
+    import inspect
+
+    from ..plugin.train import TrainConfig
+
+    parameter = inspect.signature(function).parameters.get(name)
+    if parameter is not None and parameter.default is not inspect.Parameter.empty:
+        return parameter.default
+    return getattr(TrainConfig(), name)
+
+
+def _audit_default(name):
+    from ..plugin.steps import _audit
+
+    return engine_default(_audit, name)
+
+
 def features_inputs(ctx, inputs):
     vectors = vector_field_choices(ctx.view)
     inputs.enum(
@@ -136,15 +155,21 @@ def features_inputs(ctx, inputs):
         label="Embeddings field (optional)",
         description="Frame-level vectors to use as features; leave empty to compute them with a backbone",
     )
-    inputs.enum("backbone", sorted(BACKBONES), default="efficientnet-lite0", label="Backbone")
-    inputs.int("stride", default=1, min=1, max=1000, label="Frame stride", description="Score every n-th frame")
+    inputs.enum("backbone", sorted(BACKBONES), default=_audit_default("backbone"), label="Backbone")
+    inputs.int(
+        "stride", default=_audit_default("stride"), min=1, max=1000, label="Frame stride",
+        description="Score every n-th frame",
+    )  # fmt: skip
 
 
 def training_inputs(ctx, inputs):
-    inputs.enum("model", sorted(HEADS), default="transformer", label="Temporal model")
-    inputs.int("epochs", default=30, min=1, max=1000, label="Epochs (one checkpoint each)")
-    inputs.int("folds", default=5, min=2, max=50, label="Cross-fitting folds")
-    inputs.bool("cross_fit", default=True, label="Cross-fit (score each video with models that never saw it)")
+    inputs.enum("model", sorted(HEADS), default=_audit_default("model"), label="Temporal model")
+    inputs.int("epochs", default=_audit_default("epochs"), min=1, max=1000, label="Epochs (one checkpoint each)")
+    inputs.int("folds", default=_audit_default("folds"), min=2, max=50, label="Cross-fitting folds")
+    inputs.bool(
+        "cross_fit", default=_audit_default("cross_fit"),
+        label="Cross-fit (score each video with models that never saw it)",
+    )  # fmt: skip
 
 
 def peer_inputs(ctx, inputs):

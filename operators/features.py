@@ -22,8 +22,9 @@ class ComputeFrameFeatures(foo.Operator):
         if common.require_video(ctx, inputs):
             common.target_inputs(ctx, inputs)
             inputs.str("embeddings_field", default="csl_features", required=True, label="Embeddings field")
-            inputs.enum("backbone", sorted(BACKBONES), default="efficientnet-lite0", label="Backbone")
-            inputs.int("stride", default=1, min=1, max=1000, label="Frame stride")
+            default = lambda name: common.engine_default(compute_features, name)  # noqa: E731
+            inputs.enum("backbone", sorted(BACKBONES), default=default("backbone"), label="Backbone")
+            inputs.int("stride", default=default("stride"), min=1, max=1000, label="Frame stride")
             inputs.bool("overwrite", default=False, label="Overwrite the field if it exists")
         return types.Property(inputs, view=types.View(label="CSL: compute frame features"))
 

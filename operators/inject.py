@@ -29,11 +29,15 @@ class InjectErrors(foo.Operator):
         inputs.str("out_field", default="noisy", required=True, label="Field for the labels with errors")
         inputs.str("error_field", required=False, label="Ground-truth field (default <out_field>_error)")
         inputs.list(
-            "kinds", types.Enum(list(ERROR_TYPES)), default=["mislabel", "disorder"], label="Error types",
+            "kinds", types.Enum(list(ERROR_TYPES)), default=list(common.engine_default(inject_errors, "kinds")),
+            label="Error types",
             view=types.AutocompleteView(),
         )  # fmt: skip
-        inputs.float("rate", default=0.1, min=0.001, max=0.9, label="Fraction of frames to corrupt")
-        inputs.int("seed", default=0, label="Seed")
+        inputs.float(
+            "rate", default=common.engine_default(inject_errors, "rate"), min=0.001, max=0.9,
+            label="Fraction of frames to corrupt",
+        )  # fmt: skip
+        inputs.int("seed", default=common.engine_default(inject_errors, "seed"), label="Seed")
         inputs.bool("overwrite", default=False, label="Overwrite the fields if they exist")
         return types.Property(inputs, view=types.View(label="CSL: inject errors"))
 

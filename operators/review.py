@@ -29,17 +29,24 @@ class SelectFramesForReview(foo.Operator):
         inputs = types.Object()
         if common.require_video(ctx, inputs) and common.run_key_input(ctx, inputs, scored_only=True):
             common.target_inputs(ctx, inputs)
-            inputs.float("budget", default=5.0, min=0.0, required=True, label="Budget")
-            inputs.enum("budget_unit", ["percent", "frames"], default="percent", required=True, label="Budget unit")
+            default = lambda name: common.engine_default(select_frames_for_review, name)  # noqa: E731
+            inputs.float("budget", default=default("budget"), min=0.0, required=True, label="Budget")
+            inputs.enum(
+                "budget_unit", ["percent", "frames"], default=default("budget_unit"), required=True,
+                label="Budget unit",
+            )  # fmt: skip
             mode = types.RadioGroup()
             for name in MODES:
                 mode.add_choice(name, label=MODE_LABELS[name])
-            inputs.enum("mode", mode.values(), default="apu_csl", required=True, label="Selection", view=mode)
+            inputs.enum("mode", mode.values(), default=default("mode"), required=True, label="Selection", view=mode)
             inputs.float(
-                "lam", default=0.5, min=0.0, max=1.0, required=False, label="Lambda (informativeness vs spread)"
+                "lam", default=default("lam"), min=0.0, max=1.0, required=False,
+                label="Lambda (informativeness vs spread)",
+            )  # fmt: skip
+            inputs.float(
+                "sigma", default=default("sigma"), min=0.0, required=False, label="Sigma (spread width, in frames)"
             )
-            inputs.float("sigma", default=10.0, min=0.0, required=False, label="Sigma (spread width, in frames)")
-            inputs.int("passes", default=10, min=1, required=False, label="MC-dropout passes")
+            inputs.int("passes", default=default("passes"), min=1, required=False, label="MC-dropout passes")
             inputs.str(
                 "tag",
                 required=False,

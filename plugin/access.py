@@ -8,37 +8,17 @@ removes exactly what the run owns.
 import os
 import shutil
 
-import numpy as np
-
 from . import fields as fcfields
 from . import flags as fcflags
 from . import peers as fcpeers
 from . import views as fcviews
 from . import writeback
 from .locks import dataset_lock, run_in_progress
-from .pipeline import CSLResults, score_video
+from .pipeline import CSLResults, score_from_files
 from .record import Manifest, RunNames, RunStore, get_run_config, list_csl_runs, load_manifest, owned_by
-from .replay import load_trajectory
 from .utils import CSLError
 
 __all__ = ["list_csl_runs", "get_run_config"]
-
-
-def score_from_files(run_dir, manifest: Manifest, sample_ids, threshold, peer_scores) -> dict:
-    """``{sample_id: VideoScores}`` of ``sample_ids`` from a run version's
-    trajectory files (each verified against the manifest)."""
-    videos = {}
-    for sid in sample_ids:
-        relpath = manifest.trajectories.get(sid)
-        if relpath is None:
-            continue
-        path = manifest.verified_path(run_dir, relpath)
-        with np.load(path) as data:
-            frame_numbers, labels = data["frame_numbers"], data["labels"]
-        videos[sid] = score_video(
-            sid, frame_numbers, labels, load_trajectory(path), manifest, threshold, peer_scores, path
-        )
-    return videos
 
 
 def load_videos(samples, csl_field: str, threshold=None) -> dict:

@@ -38,7 +38,8 @@ def lock_ttl() -> float:
     return float(os.environ.get("FIFTYONE_CSL_LOCK_TTL", 60))
 
 
-def _host() -> str:
+def host_id() -> str:
+    """This machine: its host name and boot id (a restarted machine is another host)."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             boot = f.read().strip()[:8]
@@ -57,7 +58,7 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -71,7 +72,7 @@ def holder_is_dead(doc: dict) -> bool:
     """True if a lock document's holder has expired or is a dead process on this host."""
     if doc.get("expires_at") is not None and doc["expires_at"] < _now():
         return True
-    return doc.get("host") == _host() and not _pid_alive(int(doc.get("pid", -1)))
+    return doc.get("host") == host_id() and not pid_alive(int(doc.get("pid", -1)))
 
 
 class Lock:
@@ -86,7 +87,7 @@ class Lock:
 
     def _doc(self):
         return dict(
-            owner=self.token, host=_host(), pid=os.getpid(), purpose=self.purpose,
+            owner=self.token, host=host_id(), pid=os.getpid(), purpose=self.purpose,
             expires_at=_now() + datetime.timedelta(seconds=lock_ttl()),
         )  # fmt: skip
 

@@ -230,6 +230,23 @@ def score_video(sample_id, frame_numbers, labels, trajectory, manifest, threshol
     return VideoScores(sample_id, frame_numbers, labels, scores, segments, path, None if path else trajectory)
 
 
+def score_from_files(run_dir, manifest: Manifest, sample_ids, threshold, peer_scores) -> dict:
+    """``{sample_id: VideoScores}`` of ``sample_ids`` from a run version's
+    trajectory files (each verified against the manifest)."""
+    videos = {}
+    for sid in sample_ids:
+        relpath = manifest.trajectories.get(sid)
+        if relpath is None:
+            continue
+        path = manifest.verified_path(run_dir, relpath)
+        with np.load(path) as data:
+            frame_numbers, labels = data["frame_numbers"], data["labels"]
+        videos[sid] = score_video(
+            sid, frame_numbers, labels, load_trajectory(path), manifest, threshold, peer_scores, path
+        )
+    return videos
+
+
 def compute_csl_arrays(
     features: list,
     labels: list,

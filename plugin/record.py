@@ -25,6 +25,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 
+from .locks import host_id, pid_alive
 from .utils import CSLError, sha256_file
 
 METHOD = "fiftyone-csl"
@@ -266,12 +267,6 @@ def default_cache_dir() -> str:
     return os.path.join(base_dir(), "features")
 
 
-def _pid_alive(pid: int) -> bool:
-    from .locks import _pid_alive as alive
-
-    return alive(pid)
-
-
 class RunStore:
     """The folder of one run key on one dataset: ``<root>/<dataset_id>/<run_key>``.
 
@@ -312,10 +307,8 @@ class RunStore:
         the versions, with an owner file naming this process."""
         path = os.path.join(self.key_dir, name or f".staging-{uuid.uuid4().hex[:12]}")
         os.makedirs(path, exist_ok=True)
-        from .locks import _host
-
         with open(os.path.join(path, OWNER), "w") as f:
-            json.dump({"host": _host(), "pid": os.getpid(), "time": time.time()}, f)
+            json.dump({"host": host_id(), "pid": os.getpid(), "time": time.time()}, f)
         return path
 
     def promote(self, staging: str) -> str:
@@ -347,8 +340,6 @@ class RunStore:
         """Removes what no live process uses in this run's folder: versions
         other than ``keep`` and staging whose owner is dead. Call under the
         dataset lock (commits create versions under it). Returns what went."""
-        from .locks import _host
-
         keep = {os.path.abspath(k) for k in keep if k}
         removed = []
         if not os.path.isdir(self.key_dir):
@@ -360,7 +351,7 @@ class RunStore:
             if name.startswith("v"):
                 dead = True
             elif name.startswith((".staging-", ".train-")):
-                dead = _owner_dead(path, _host())
+                dead = _owner_dead(path, host_id())
             else:
                 continue
             if dead:
@@ -385,7 +376,7 @@ def _owner_dead(path: str, host: str, stale_seconds: float = 24 * 3600) -> bool:
     except (OSError, ValueError):
         return time.time() - os.path.getmtime(path) > 60  # owner file never written
     if owner.get("host") == host:
-        return not _pid_alive(int(owner.get("pid", -1)))
+        return not pid_alive(int(owner.get("pid", -1)))
     return time.time() - float(owner.get("time", 0)) > stale_seconds
 
 

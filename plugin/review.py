@@ -24,8 +24,15 @@ video, in proportion to its length).
 import numpy as np
 import torch
 
+from . import fields as fcfields
+from . import writeback
+from .access import load_videos
+from .locks import dataset_lock
+from .options import FeatureSpec, check_device, check_float, check_int
+from .prepare import attach_features, check_collection, prepare
+from .record import RunNames, existing_paths, get_run_config, load_manifest
 from .replay import build_run_head, load_state
-from .utils import CSLError
+from .utils import CSLError, StagedProgress, resolve_device
 
 MODES = ("apu_csl", "apu", "csl", "uncertainty", "random", "equidistant")
 NEEDS_UNCERTAINTY = ("apu_csl", "apu", "uncertainty")
@@ -292,15 +299,6 @@ def select_frames_for_review(
     """
     from fiftyone import ViewField as F
 
-    from . import fields as fcfields
-    from . import writeback
-    from .access import load_videos
-    from .locks import dataset_lock
-    from .options import FeatureSpec, check_device, check_float, check_int
-    from .prepare import attach_features, check_collection, prepare
-    from .record import RunNames, get_run_config, load_manifest
-    from .utils import StagedProgress, resolve_device
-
     check_collection(samples)
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
@@ -315,8 +313,6 @@ def select_frames_for_review(
         raise CSLError(f"run '{csl_field}' has no CSL yet: replay its checkpoints first")
     owned = RunNames.of(config)
     names = owned.with_review()
-    from .record import existing_paths
-
     existing = [p for p in existing_paths(dataset, names.paths()) if p not in owned.paths()]
     if existing:
         raise CSLError(f"{existing} exist and do not belong to run '{csl_field}'; nothing was written")

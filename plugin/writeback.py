@@ -31,7 +31,8 @@ from . import peers as fcpeers
 from . import sequences as fcseq
 from . import views as fcviews
 from .locks import dataset_lock
-from .record import METHOD, Manifest, RunNames, RunStore, existing_paths, run_kwargs
+from .pipeline import score_from_files
+from .record import METHOD, Manifest, RunNames, RunStore, existing_paths, load_manifest, run_kwargs
 from .utils import CSLError
 
 logger = logging.getLogger(__name__)
@@ -140,8 +141,6 @@ def commit(
 def _merge(dataset, store, staging, manifest, current, previous) -> Manifest:
     """A replay's manifest merged with the current version's: its new
     trajectories over everything the current version holds."""
-    from .record import load_manifest
-
     now = load_manifest(dataset, current)
     if previous is not None:
         ours = {k: v for k, v in previous["files"].items() if not k.startswith("trajectories/")}
@@ -195,8 +194,6 @@ def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
     ids = entry["video_ids"]
     if ids:
         if videos is None:
-            from .access import score_from_files
-
             videos = score_from_files(run["run_dir"], manifest, ids, threshold, names.peer_scores)
         samples = dataset.select(ids)
         add_mistakenness(samples, names, run["label_field"], videos, manifest.classes)
