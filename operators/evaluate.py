@@ -50,12 +50,7 @@ class EvaluateDetection(foo.Operator):
             if isinstance(row, dict)
         ]
         table = "| score | errors | AUROC | AP | error frames |\n|---|---|---|---|---|\n" + "\n".join(rows)
-        summary = (
-            f"Segment EDA of CSL at the run's threshold: **{report['eda']:.3f}**; error type right for "
-            f"**{report['type_accuracy']['accuracy']:.0%}** of {report['type_accuracy']['segments']} flagged "
-            "segments that hit an error.\n\n"
-        )
-        return {"report": summary + table}
+        return {"report": segments_table(report["segments"]) + "\n\nFrame level:\n\n" + table}
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -71,3 +66,24 @@ class EvaluateDetection(foo.Operator):
         """
         params = dict(csl_field=csl_field, error_field=error_field, clean_field=clean_field)
         return common.execute_twin(self, sample_collection, params)
+
+
+def _percent(value):
+    return "-" if value != value else f"{value:.0%}"
+
+
+def segments_table(segments: dict) -> str:
+    """The headline: what a reviewer receives, per error kind."""
+    lines = [
+        f"**{segments['flags']} suspect segments**, {_percent(segments['flag_precision'])} of them on an error.",
+        "",
+        "| errors | events | found | right type | right label | boundary off by (frames) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, row in [("all", segments), *segments["by_kind"].items()]:
+        off = "-" if row["boundary_error"] != row["boundary_error"] else f"{row['boundary_error']:.1f}"
+        lines.append(
+            f"| {kind} | {row['events']} | {_percent(row['event_recall'])} | {_percent(row['type_accuracy'])} "
+            f"| {_percent(row['label_accuracy'])} | {off} |"
+        )
+    return "\n".join(lines)

@@ -25,11 +25,16 @@ def evaluate_detection(
             :func:`fiftyone_csl.inject_errors` writes it)
         scores (None): score names; default CSL and the run's peers
         clean_field (None): a frame-level Classification with the true
-            labels; if given, the segmenter (last checkpoint's argmax) is
-            scored too
+            labels; if given, the suggested labels and boundaries and the
+            segmenter (last checkpoint's argmax) are scored too
 
     Returns:
-        a dict with ``scores``: per score, frame AUROC/AP for all errors and
+        a dict with ``segments``, the headline: the run's suspect segments
+        against the error events (event recall, flag precision, type
+        accuracy, suggested-label accuracy and boundary error in frames,
+        overall and per kind; see
+        :func:`fiftyone_csl.plugin.metrics.segment_report`); ``scores``: per
+        score, frame AUROC/AP for all errors and
         for each error type, and the EgoPER-style segment EDA (best over a
         threshold sweep); ``eda``: CSL's segment EDA at the run's threshold;
         ``type_accuracy``: how often a flagged segment's error type matches
@@ -71,15 +76,23 @@ def evaluate_detection(
         ),
         "type_accuracy": metrics.type_accuracy(results.segments(), types_by_video),
     }
+    clean_by_video = {sid: None for sid in videos}
     if clean_field is not None:
         index = {c: i for i, c in enumerate(config.classes)}
         ids, fns, clean = samples.values(["id", "frames.frame_number", f"frames.{clean_field}.label"])
         lookup = {sid: dict(zip(fn, lab)) for sid, fn, lab in zip(ids, fns, clean)}
         pairs = []
         for sid, v in videos.items():
-            truth = [index.get(lookup[sid].get(int(f)), -1) for f in v.frame_numbers]
+            clean_by_video[sid] = np.array([lookup[sid].get(int(f)) for f in v.frame_numbers], dtype=object)
+            truth = [index.get(label, -1) for label in clean_by_video[sid]]
             pairs.append((v.trajectory.final_probs.argmax(1), np.array(truth)))
         report["segmenter"] = metrics.segmentation_report(pairs)
+    report = {
+        "segments": metrics.segment_report(
+            (v.segments, types_by_video[sid], clean_by_video[sid], v.frame_numbers) for sid, v in videos.items()
+        ),
+        **report,
+    }
     with dataset_lock(dataset):  # the counts have not changed
         config = get_run_config(dataset, csl_field)
         run = dict(state=config.state, run_dir=config.run_dir, warnings=getattr(config, "warnings", None))

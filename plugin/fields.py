@@ -51,6 +51,7 @@ def suspect_detections(segments: list):
                 max_csl=s.max_score,
                 given_label=s.given_label,
                 suggested_label=s.suggested_label,
+                suggested_boundary=s.suggested_boundary,
             )
             for s in segments
         ]

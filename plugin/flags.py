@@ -35,7 +35,9 @@ class SuspectSegment:
     """A run of flagged frames in one video.
 
     ``first``/``last`` are frame numbers (inclusive); ``start``/``stop`` index
-    the video's scored frames (``stop`` exclusive).
+    the video's scored frames (``stop`` exclusive). For a ``boundary``
+    segment, ``suggested_boundary`` is the frame number where the models
+    place the change of label: the first frame of the later phase.
     """
 
     sample_id: str
@@ -48,6 +50,7 @@ class SuspectSegment:
     given_label: str
     suggested_label: str
     error_type: str
+    suggested_boundary: int | None = None
 
 
 def _runs(mask: np.ndarray, max_gap: int):
@@ -68,6 +71,22 @@ def _label_runs(labels: np.ndarray):
     change = np.flatnonzero(np.diff(labels)) + 1
     bounds = np.concatenate([[0], change, [len(labels)]])
     return list(zip(bounds[:-1], bounds[1:]))
+
+
+def model_boundary(labels, probs, start, stop, given, suggested, reach) -> int:
+    """Where the models place a change of label near a segment: the index in
+    ``[start - reach, stop + reach]`` that best splits the predicted classes
+    (argmax of ``probs``) into the earlier class then the later one (fewest
+    disagreeing frames; the earliest such index on ties)."""
+    if start > 0 and labels[start - 1] == suggested:
+        earlier, later = suggested, given
+    else:
+        earlier, later = given, suggested
+    lo, hi = max(0, start - reach), min(len(labels), stop + reach)
+    predicted = probs[lo:hi].argmax(1)
+    before = np.concatenate([[0], np.cumsum(predicted != earlier)])  # disagreements before each split
+    after = np.concatenate([np.cumsum((predicted != later)[::-1])[::-1], [0]])  # ... from each split on
+    return lo + int(np.argmin(before + after))
 
 
 def suspect_segments(
@@ -124,6 +143,11 @@ def suspect_segments(
                     error_type = "disorder"
                     break
         seg_scores = scores[start:stop]
+        boundary = None
+        if error_type == "boundary":
+            reach = (stop - start) + boundary_tolerance
+            index = model_boundary(labels, probs, start, stop, given, suggested, reach)
+            boundary = int(frame_numbers[min(index, len(frame_numbers) - 1)])
         out.append(
             SuspectSegment(
                 sample_id=sample_id,
@@ -136,6 +160,7 @@ def suspect_segments(
                 given_label=classes[given],
                 suggested_label=classes[suggested],
                 error_type=error_type,
+                suggested_boundary=boundary,
             )
         )
     return out

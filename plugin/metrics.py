@@ -197,3 +197,106 @@ def type_accuracy(segments, error_types_by_video) -> dict:
         total += 1
         hits += int(values[counts.argmax()] == s.error_type)
     return {"accuracy": hits / total if total else float("nan"), "segments": total}
+
+
+# --- what a reviewer receives: suspect segments against error events ----------------
+
+
+def error_events(error_types) -> list:
+    """The injected errors of one video as events: maximal runs of frames
+    with the same error type, ``[(start, stop, type), ...]`` (``stop``
+    exclusive). A disorder that swaps two phases is two events."""
+    types = np.asarray(error_types)
+    events, start = [], None
+    for i in range(len(types) + 1):
+        current = types[i] if i < len(types) else ""
+        if start is not None and current != types[start]:
+            events.append((start, i, str(types[start])))
+            start = None
+        if start is None and current != "":
+            start = i
+    return events
+
+
+def _true_boundary(clean, start, stop, reach=3):
+    """Index of the clean label change nearest to an event (the first frame
+    of the new class), or None."""
+    lo, hi = max(1, start - reach), min(len(clean), stop + reach + 1)
+    changes = [i for i in range(lo, hi) if clean[i] != clean[i - 1]]
+    if not changes:
+        return None
+    middle = (start + stop) / 2
+    return min(changes, key=lambda i: abs(i - middle))
+
+
+def segment_report(videos) -> dict:
+    """What a reviewer receives, judged against the injected errors.
+
+    Args:
+        videos: iterable of ``(segments, error_types, clean_labels,
+            frame_numbers)`` per video: the video's suspect segments (as
+            :func:`~fiftyone_csl.plugin.flags.suspect_segments` gives them),
+            the (T,) injected type or ``""`` of its scored frames, their (T,)
+            true class names (or None) and their (T,) frame numbers
+
+    Returns:
+        a dict with, over all videos and per error kind (``"by_kind"``):
+        ``events`` and ``event_recall`` (share of events overlapped by a flag),
+        ``flags`` and ``flag_precision`` (share of flags that overlap an
+        event), ``type_accuracy`` (share of found events whose most
+        overlapping flag has the event's type), ``label_accuracy`` (share of
+        found mislabel and disorder events whose flag suggests the true
+        label; needs clean labels) and ``boundary_error`` (mean distance in
+        frames between the suggested boundary and the true one, over found
+        boundary events whose flag suggests a boundary)
+    """
+    counts = {}
+
+    def bucket(kind):
+        return counts.setdefault(kind, dict(events=0, found=0, typed=0, labelled=0, label_total=0, offsets=[]))
+
+    flags = true_flags = 0
+    for segments, error_types, clean, frame_numbers in videos:
+        events = error_events(error_types)
+        for s in segments:
+            flags += 1
+            true_flags += any(min(s.stop, b) > max(s.start, a) for a, b, _ in events)
+        for a, b, kind in events:
+            row, total = bucket(kind), bucket("all")
+            for r in (row, total):
+                r["events"] += 1
+            overlaps = [(min(s.stop, b) - max(s.start, a), s) for s in segments]
+            overlaps = [(o, s) for o, s in overlaps if o > 0]
+            if not overlaps:
+                continue
+            flag = max(overlaps, key=lambda p: p[0])[1]
+            for r in (row, total):
+                r["found"] += 1
+                r["typed"] += int(flag.error_type == kind)
+            if clean is not None and kind != "boundary":
+                values, n = np.unique(np.asarray(clean[a:b]), return_counts=True)
+                for r in (row, total):
+                    r["label_total"] += 1
+                    r["labelled"] += int(flag.suggested_label == values[n.argmax()])
+            boundary = getattr(flag, "suggested_boundary", None)
+            if kind == "boundary" and clean is not None and boundary is not None:
+                true = _true_boundary(np.asarray(clean), a, b)
+                if true is not None:
+                    offset = abs(int(boundary) - int(frame_numbers[true]))
+                    for r in (row, total):
+                        r["offsets"].append(offset)
+
+    def finish(r):
+        ratio = lambda x, y: x / y if y else float("nan")  # noqa: E731
+        return dict(
+            events=r["events"],
+            event_recall=ratio(r["found"], r["events"]),
+            type_accuracy=ratio(r["typed"], r["found"]),
+            label_accuracy=ratio(r["labelled"], r["label_total"]),
+            boundary_error=float(np.mean(r["offsets"])) if r["offsets"] else float("nan"),
+        )
+
+    report = finish(counts.get("all", bucket("all")))
+    report.update(flags=flags, flag_precision=true_flags / flags if flags else float("nan"))
+    report["by_kind"] = {kind: finish(r) for kind, r in sorted(counts.items()) if kind != "all"}
+    return report

@@ -55,8 +55,11 @@ def test_operators_inject_audit_flag_evaluate_delete(scratch):
 
     evaluate = foo.get_operator(URI + "evaluate_detection")
     out = _ok(evaluate(scratch, "op", "noisy_error", clean_field="phase_clean"))
-    assert "AUROC" in out["report"] and "EDA" in out["report"]
+    assert "suspect segments" in out["report"] and "AUROC" in out["report"]
     report = fcsl.run_summary(scratch, "op")["evaluation"]
+    print("segments:", {k: v for k, v in report["segments"].items() if k != "by_kind"})
+    assert report["segments"]["events"] >= 4 and report["segments"]["event_recall"] >= 0.75
+    assert report["segments"]["flag_precision"] >= 0.7 and report["segments"]["label_accuracy"] >= 0.8
     assert report["error_field"] == "noisy_error"
     assert report["scores"]["csl"]["all"]["auroc"] >= 0.9
     assert report["eda"] > 0.8 and report["type_accuracy"]["segments"] > 0
