@@ -8,6 +8,12 @@
   a random 50-100 steps. The order of the chain is constructed; the activity
   segments are real.
 
+- ``hard``: the demo videos relabelled as a harder procedure of 8 phases:
+  shots 2 and 4 are each split at a random frame into two consecutive
+  phases (one continuous shot, two phases that look alike), and shot 3 is
+  shown again after shot 4 (a repeated phase, its frames taken from another
+  video), so phases share scenes and the order is not a simple chain.
+
 Each source has strong and weak features: strong are the backbone features
 (demo) or per-step windowed statistics of the sensor channels (basicmotions);
 weak are a random 8-dimensional projection of the strong features plus noise
@@ -126,4 +132,29 @@ def basicmotions(weak=False, num_chains=30, seed=0):
     return features, labels, ACTIVITIES
 
 
-SOURCES = {"demo": demo, "basicmotions": basicmotions}
+HARD_CLASSES = ["p1", "p2a", "p2b", "p3", "p4a", "p4b", "p5", "p6"]
+
+
+def hard(weak=False, seed=0):
+    """``(features, labels, classes)`` of the hard source (see the module docstring)."""
+    features, labels = _demo_strong()
+    rng = np.random.default_rng(seed)
+    out_x, out_y = [], []
+    for i, (x, y) in enumerate(zip(features, labels)):
+        shots = [x[y == k] for k in range(6)]
+        j = (i + 1) % len(features)
+        repeat = features[j][labels[j] == 2]  # shot 3 again, cropped and timed as in another video
+        cut1 = int(len(shots[1]) * rng.uniform(0.35, 0.65))
+        cut3 = int(len(shots[3]) * rng.uniform(0.35, 0.65))
+        parts = [
+            (shots[0], 0), (shots[1][:cut1], 1), (shots[1][cut1:], 2), (shots[2], 3), (shots[3][:cut3], 4),
+            (shots[3][cut3:], 5), (repeat, 3), (shots[4], 6), (shots[5], 7),
+        ]  # fmt: skip
+        out_x.append(np.concatenate([p for p, _ in parts]).astype(np.float32))
+        out_y.append(np.concatenate([np.full(len(p), c) for p, c in parts]))
+    if weak:
+        out_x = _weaken(out_x, np.random.default_rng(1234))
+    return out_x, out_y, HARD_CLASSES
+
+
+SOURCES = {"demo": demo, "basicmotions": basicmotions, "hard": hard}
