@@ -60,3 +60,36 @@ def test_a_shifted_boundary_is_flagged_with_the_models_boundary_as_the_fix():
     scores = -np.log(probs[np.arange(40), given])
     (segment,) = flags.suspect_segments("v", frame_numbers, given, scores, probs, ["a", "b"], threshold=1.0)
     assert segment.error_type == "boundary" and segment.suggested_boundary == frame_numbers[20]
+
+
+def test_the_learned_detector_finds_errors_like_the_ones_it_was_shown():
+    """Trained on videos whose injected errors it knows, the detector ranks
+    the errors of other videos above their clean frames and names their kind."""
+    from fiftyone_csl.plugin import dynamics
+    from fiftyone_csl.plugin.replay import Trajectory
+
+    rng = np.random.default_rng(0)
+
+    def video(error_kind):
+        labels = np.repeat([0, 1, 2], 40)
+        types = np.full(120, "", dtype=object)
+        loss = rng.gamma(1.0, 0.2, size=(120, 10))
+        if error_kind == "mislabel":  # a long run of persistently high loss inside a phase
+            types[50:65] = "mislabel"
+            loss[50:65] += 2.5
+        else:  # a few frames at a change of phase whose loss falls late
+            types[78:82] = "boundary"
+            loss[78:82] += np.linspace(3.0, 0.5, 10)
+        probs = np.full((120, 3), 0.05)
+        probs[np.arange(120), labels] = 0.9
+        traj = Trajectory(loss=loss, margin=-loss + 1.0, final_probs=probs, mean_probs=probs)
+        return dynamics.frame_features(traj, labels), types
+
+    train = [video(k) for k in ["mislabel", "boundary"] * 6]
+    test = [video(k) for k in ["mislabel", "boundary"] * 3]
+    model = dynamics.fit_detector([x for x, _ in train], [t for _, t in train], seed=0)
+    prob = np.concatenate([dynamics.detect(model, x)[0] for x, _ in test])
+    kind = np.concatenate([dynamics.detect(model, x)[1] for x, _ in test])
+    truth = np.concatenate([t for _, t in test]).astype(str)
+    assert metrics.frame_auroc_ap(prob, truth != "")["auroc"] > 0.95
+    assert (kind[truth != ""] == truth[truth != ""]).mean() > 0.8
