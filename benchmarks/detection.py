@@ -10,12 +10,15 @@ Frame AUROC/AP are computed per error type against the clean frames.
 
 Conditions: ``r05``/``r10``/``r20`` (5/10/20% of frames corrupted, strong
 features), ``weak`` (10%, weak features), ``noisy`` (10%, plus another 10% of
-mislabels that are not evaluated: label noise the models must train through).
+mislabels that are not evaluated: label noise the models must train through);
+``three``/``three_weak`` (one error of each kind in every video, 20-30% of its
+frames wrong; strong / weak features), the conditions of the ``hard`` source.
 Ablations on ``weak``: TCN and frame-wise MLP instead of the transformer,
 in-sample trajectories instead of cross-fitting; from the same trajectories:
 every 5th checkpoint only, and the first 10 or 20 epochs only.
 
-    .venv/bin/python benchmarks/detection.py                 # full run, about 20 min on 2 cores
+    .venv/bin/python benchmarks/detection.py                 # full run, about 25 min on 2 cores
+    .venv/bin/python benchmarks/detection.py --sources hard --out benchmarks/results/detection_hard.json
     .venv/bin/python benchmarks/detection.py --quick         # a smoke run
 
 Writes ``benchmarks/results/detection.json`` and prints Markdown tables.
