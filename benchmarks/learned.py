@@ -5,9 +5,12 @@ labels with errors injected (as in ``detection.py``; their ground truth is
 only used for scoring). The detector never sees that ground truth: it is
 trained on a *copy* of the user's labels with more errors injected where
 they are known (one of each kind per video), replayed like any run; then it
-scores the user's own run. Reports frame AUROC per kind for the detector's
-error probability, CSL and the peers, and the detector's kind accuracy on
-the frames it ranks in the top share of the true error rate.
+scores the user's own run. Two detectors: ``learned`` counts every frame the
+copy did not change as clean (the user's unknown errors included);
+``learned_pu`` keeps as clean examples only frames whose CSL in the user's run
+is in the lower half. Reports frame AUROC per kind for both, CSL and the
+peers, and the first detector's kind accuracy on the frames it ranks in the
+top share of the true error rate.
 
     .venv/bin/python benchmarks/learned.py              # hard source, 3 seeds
     .venv/bin/python benchmarks/learned.py --quick      # one seed, 8 epochs
