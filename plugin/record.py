@@ -133,6 +133,17 @@ def existing_paths(dataset, paths) -> list:
     return [p for p in paths if (p[7:] in frame_schema if p.startswith("frames.") else p in sample_schema)]
 
 
+def unowned_outputs(dataset, names: RunNames, owner: RunNames | None) -> list:
+    """The outputs named by ``names`` that exist on ``dataset`` but that
+    ``owner`` (the names of the run that may replace them, or None) did not
+    create: fields as paths, views as ``"saved view <name>"``."""
+    owned_paths = set(owner.paths()) if owner is not None else set()
+    owned_views = set(owner.views()) if owner is not None else set()
+    taken = [p for p in existing_paths(dataset, names.paths()) if p not in owned_paths]
+    saved = set(dataset.list_saved_views())
+    return taken + [f"saved view {v}" for v in names.views() if v in saved and v not in owned_views]
+
+
 # --- manifest ------------------------------------------------------------------------------
 
 
@@ -280,8 +291,6 @@ class RunStore:
         if os.path.dirname(root) == root:
             raise CSLError(f"run_dir {root!r} is a filesystem root; give a folder of its own")
         self.root = root
-        self.dataset_id = dataset_id
-        self.run_key = run_key
         self.key_dir = os.path.join(root, dataset_id, run_key)
 
     @classmethod
@@ -336,14 +345,13 @@ class RunStore:
             except OSError:
                 shutil.copy2(src, dst)
 
-    def cleanup(self, keep=()) -> list:
+    def cleanup(self, keep=()) -> None:
         """Removes what no live process uses in this run's folder: versions
         other than ``keep`` and staging whose owner is dead. Call under the
-        dataset lock (commits create versions under it). Returns what went."""
+        dataset lock (commits create versions under it)."""
         keep = {os.path.abspath(k) for k in keep if k}
-        removed = []
         if not os.path.isdir(self.key_dir):
-            return removed
+            return
         for name in os.listdir(self.key_dir):
             path = os.path.join(self.key_dir, name)
             if not os.path.isdir(path) or path in keep:
@@ -356,8 +364,6 @@ class RunStore:
                 continue
             if dead:
                 shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
-        return removed
 
     def remove_all(self) -> None:
         if os.path.isdir(self.key_dir):

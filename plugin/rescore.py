@@ -12,7 +12,7 @@ from .locks import dataset_lock, run_in_progress
 from .options import FeatureSpec, check_choice, check_device, check_int, check_threshold
 from .pipeline import CSLResults, check_peer_scores, replay_and_score
 from .prepare import attach_features, check_collection, prepare
-from .record import RunNames, RunStore, existing_paths, get_run_config, load_manifest
+from .record import RunNames, RunStore, get_run_config, load_manifest, unowned_outputs
 from .replay import PRECISIONS, autocast_context
 from .utils import CSLError, StagedProgress, resolve_device
 
@@ -69,7 +69,7 @@ def replay_checkpoints(
     label_path = fcfields.label_path(dataset, label_field)
     if label_path in names.paths():
         raise CSLError(f"label_field {label_path} is one of run '{csl_field}''s output fields")
-    taken = [p for p in existing_paths(dataset, names.paths()) if p not in owned.paths()]
+    taken = unowned_outputs(dataset, names, owned)
     if taken:
         raise CSLError(f"run '{csl_field}' would write into fields it does not own: {taken}")
     threshold_value = fcflags.resolve_threshold(threshold, len(manifest.classes))
@@ -96,7 +96,6 @@ def replay_checkpoints(
             version = writeback.commit(
                 dataset, store, staging, replay_manifest, names, "scored", threshold_value, list(videos),
                 replace=False, previous={"files": manifest.files}, videos=videos,
-                warnings=getattr(config, "warnings", None) or [],
             )  # fmt: skip
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -116,10 +115,9 @@ def flag_errors(samples, csl_field: str = "csl", threshold="auto") -> CSLResults
     videos = load_videos(samples, csl_field, threshold_value)
     if not videos:
         raise CSLError(f"none of these videos has scores in run '{csl_field}'")
-    manifest = load_manifest(dataset, config)
     writeback.commit(
-        dataset, RunStore.of(config), None, manifest, RunNames.of(config), "scored", threshold_value, list(videos),
-        replace=False, videos=videos, warnings=getattr(config, "warnings", None) or [],
+        dataset, RunStore.of(config), None, None, RunNames.of(config), "scored", threshold_value, list(videos),
+        replace=False, videos=videos, flags_only=True,
     )  # fmt: skip
     return CSLResults(csl_field, config.run_dir, config.classes, threshold_value, videos)
 

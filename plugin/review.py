@@ -30,7 +30,7 @@ from .access import load_videos
 from .locks import dataset_lock
 from .options import FeatureSpec, check_device, check_float, check_int
 from .prepare import attach_features, check_collection, prepare
-from .record import RunNames, existing_paths, get_run_config, load_manifest
+from .record import RunNames, get_run_config, load_manifest, unowned_outputs
 from .replay import build_run_head, load_state
 from .utils import CSLError, StagedProgress, resolve_device
 
@@ -291,8 +291,8 @@ def select_frames_for_review(
             label field) and their videos with this tag
         seed (51): MC-dropout and tie-breaking
         device, cache_dir, progress: as in :func:`fiftyone_csl.compute_csl`
-        overwrite (False): write even if the review fields exist and do not
-            belong to this run
+        overwrite (False): has no effect: a selection replaces only the run's
+            own previous queue, never fields or views the run did not create
 
     Returns:
         ``[(sample_id, frame_number), ...]``, most urgent first
@@ -313,11 +313,9 @@ def select_frames_for_review(
         raise CSLError(f"run '{csl_field}' has no CSL yet: replay its checkpoints first")
     owned = RunNames.of(config)
     names = owned.with_review()
-    existing = [p for p in existing_paths(dataset, names.paths()) if p not in owned.paths()]
+    existing = unowned_outputs(dataset, names, owned)
     if existing:
         raise CSLError(f"{existing} exist and do not belong to run '{csl_field}'; nothing was written")
-    if names.review_view in dataset.list_saved_views() and names.review_view not in owned.views():
-        raise CSLError(f"saved view {names.review_view} exists and does not belong to run '{csl_field}'")
     frame_schema = dataset.get_frame_field_schema() or {}
     if reviewed_field is not None and reviewed_field.removeprefix("frames.") not in frame_schema:
         raise CSLError(f"reviewed_field: no frame field '{reviewed_field}'")

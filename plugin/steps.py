@@ -43,6 +43,7 @@ from .record import (
     default_cache_dir,
     existing_paths,
     get_run_config,
+    unowned_outputs,
 )
 from .replay import PRECISIONS, autocast_context
 from .utils import CSLError, StagedProgress, resolve_device
@@ -70,10 +71,7 @@ def _check_new_outputs(dataset, names: RunNames, protected: dict, overwrite: boo
             raise CSLError(
                 f"a CSL run '{names.key}' already exists; pass overwrite=True to replace it or choose another csl_field"
             )
-    owned = RunNames.of(current) if current is not None else None
-    taken = [p for p in existing_paths(dataset, names.paths()) if owned is None or p not in owned.paths()]
-    saved = set(dataset.list_saved_views())
-    taken += [f"saved view {v}" for v in names.views() if v in saved and (owned is None or v not in owned.views())]
+    taken = unowned_outputs(dataset, names, RunNames.of(current) if current is not None else None)
     if taken:
         raise CSLError(
             f"csl_field '{names.key}' would write into {taken}, which no run of this key created; "

@@ -32,7 +32,7 @@ from . import sequences as fcseq
 from . import views as fcviews
 from .locks import dataset_lock
 from .pipeline import score_from_files
-from .record import METHOD, Manifest, RunNames, RunStore, existing_paths, load_manifest, run_kwargs
+from .record import METHOD, Manifest, RunNames, RunStore, load_manifest, run_kwargs, unowned_outputs
 from .utils import CSLError
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def commit(
     dataset,
     store: RunStore,
     staging: str | None,
-    manifest: Manifest,
+    manifest: Manifest | None,
     names: RunNames,
     state: str,
     threshold,
@@ -85,19 +85,25 @@ def commit(
     previous: dict | None = None,
     before_journal=None,
     videos: dict | None = None,
+    flags_only: bool = False,
     **extra,
 ):
     """Makes ``staging`` (or, if None, the current version) the run's
     current version and writes its outputs for ``video_ids``.
 
     Args:
+        manifest: the staging folder's manifest (None with neither staging
+            nor ``replace``: the current version is kept as it is)
         replace: a new run (train, audit, overwrite); else a replay or a
-            re-flag, merged into the current version
-        previous: ``{"run_dir", "files"}`` of the version a replay started
-            from: the commit refuses if the checkpoints changed meanwhile
+            re-flag, merged into the current version, whose review queue and
+            warnings it keeps unless given
+        previous: ``{"files"}`` of the version a replay started from: the
+            commit refuses if the checkpoints changed meanwhile
         before_journal: called under the lock before the journal entry (for
             writes that are not the run's, such as a requested embeddings field)
         videos: the scored videos in memory (else read back from the files)
+        flags_only: the scores are unchanged; write only the flags (a new
+            threshold)
         extra: more run-config entries (``review``, ``warnings``)
     """
     with dataset_lock(dataset):
@@ -112,8 +118,12 @@ def commit(
             if current is None:
                 raise CSLError(f"run '{names.key}' was deleted while this call ran; nothing was written")
             manifest = _merge(dataset, store, staging, manifest, current, previous)
-        elif staging is not None:
-            _check_outputs_free(dataset, names, current)
+        elif staging is not None:  # checked before the work; checked again now it is under the lock
+            taken = unowned_outputs(dataset, names, RunNames.of(current) if current is not None else None)
+            if taken:
+                raise CSLError(
+                    f"run '{names.key}' would write into {taken}, which it does not own; nothing was written"
+                )
         version = store.promote(staging) if staging is not None else current.run_dir
         if staging is not None and videos is not None:  # the trajectories moved with their folder
             for v in videos.values():
@@ -122,7 +132,8 @@ def commit(
         manifest_sha = manifest.save(version) if staging is not None else current.manifest_sha256
         if before_journal is not None:
             before_journal()
-        extra.setdefault("review", getattr(current, "review", None) if not replace and current else None)
+        for name in ("review", "warnings"):
+            extra.setdefault(name, getattr(current, name, None) if not replace and current else None)
         if extra["review"]:
             names = names.with_review()
         entry = dict(
@@ -131,6 +142,7 @@ def commit(
             old_names=asdict(RunNames.of(current)) if current is not None else None,
             old_review_tag=(getattr(current, "review", None) or {}).get("tag") if replace and current else None,
             video_ids=list(video_ids),
+            flags_only=flags_only,
             keep_evaluation=not replace,
         )
         _journal().replace_one({"_id": entry["_id"]}, entry, upsert=True)
@@ -160,16 +172,6 @@ def _merge(dataset, store, staging, manifest, current, previous) -> Manifest:
     return manifest
 
 
-def _check_outputs_free(dataset, names: RunNames, current) -> None:
-    """A new run writes only names that are free or owned by the run it replaces."""
-    owned = set(RunNames.of(current).paths()) if current is not None else set()
-    taken = [p for p in existing_paths(dataset, names.paths()) if p not in owned]
-    views = set(RunNames.of(current).views()) if current is not None else set()
-    taken += [f"saved view {v}" for v in names.views() if v in dataset.list_saved_views() and v not in views]
-    if taken:
-        raise CSLError(f"run '{names.key}' would write into {taken}, which it does not own; nothing was written")
-
-
 def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
     """Step 4 and 5 of a commit; every step can be repeated."""
     run = entry["run"]
@@ -178,7 +180,7 @@ def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
     previous_results = _stored_summary(dataset, names.key) if entry.get("keep_evaluation") else {}
     if old is not None:
         stale = [p for p in old.paths() if p not in names.paths()]
-        fcfields.delete_outputs(dataset, existing_paths(dataset, stale))
+        fcfields.delete_outputs(dataset, stale)
         fcviews.delete_views(dataset, [v for v in old.views() if v not in names.views()])
         if "mistakenness" in old.peer_scores and "mistakenness" not in names.peer_scores:
             fcpeers.delete_brain_outputs(dataset, old.brain_key)
@@ -195,9 +197,12 @@ def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
     if ids:
         if videos is None:
             videos = score_from_files(run["run_dir"], manifest, ids, threshold, names.peer_scores)
-        samples = dataset.select(ids)
-        add_mistakenness(samples, names, run["label_field"], videos, manifest.classes)
-        write_scores(samples, names, run["label_field"], videos)
+        if entry.get("flags_only"):
+            write_flags(dataset, names, videos)
+        else:
+            samples = dataset.select(ids)
+            add_mistakenness(samples, names, run["label_field"], videos, manifest.classes)
+            write_scores(samples, names, run["label_field"], videos)
     if run["state"] == "scored":
         fcviews.save_views(dataset, names, threshold)
     save_summary(dataset, names.key, manifest, run, previous_results.get("evaluation"))
