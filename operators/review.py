@@ -3,6 +3,7 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from ..plugin.record import RunNames
 from ..plugin.review import MODES, select_frames_for_review
 from . import common
 
@@ -67,7 +68,7 @@ class SelectFramesForReview(foo.Operator):
         return {
             "selected": len(picks),
             "videos": len({sid for sid, _ in picks}),
-            "view": f"{p['csl_field']}-review-queue",
+            "view": RunNames(p["csl_field"]).review_view,
         }
 
     def resolve_output(self, ctx):

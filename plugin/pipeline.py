@@ -186,7 +186,7 @@ def replay_and_score(run_dir, manifest: Manifest, sequences, device, precision, 
             trajectory = replayer.trajectory(s, folds)
             path = save_trajectory(run_dir, manifest, s, trajectory)
             videos[s.sample_id] = score_video(
-                s.sample_id, s.frame_numbers, s.labels, trajectory, manifest, threshold, peer_scores, path
+                s.sample_id, s.frame_numbers, s.labels, trajectory, manifest, folds, threshold, peer_scores, path
             )
             stage.update(len(s))
     return {s.sample_id: videos[s.sample_id] for s in sequences}
@@ -209,12 +209,13 @@ def save_trajectory(run_dir, manifest: Manifest, sequence, trajectory) -> str:
     return path
 
 
-def score_video(sample_id, frame_numbers, labels, trajectory, manifest, threshold, peer_scores, path=None):
+def score_video(sample_id, frame_numbers, labels, trajectory, manifest, folds, threshold, peer_scores, path=None):
     """Scores and suspect segments of one video; keeps the trajectory in
     memory only when it has no file ``path``.
 
-    A segment whose given label the scoring checkpoints never trained on is
-    typed ``unseen_class``: its high loss says nothing about the label."""
+    A segment whose given label the scoring checkpoints (those of ``folds``)
+    never trained on is typed ``unseen_class``: its high loss says nothing
+    about the label."""
     names = ["csl", *[p for p in peer_scores if p in fcscores.SCORES]]
     scores = fcscores.compute_scores(trajectory, names, labels)
     bad = [n for n, v in scores.items() if not np.isfinite(v).all()]
@@ -223,7 +224,7 @@ def score_video(sample_id, frame_numbers, labels, trajectory, manifest, threshol
     segments = fcflags.suspect_segments(
         sample_id, frame_numbers, labels, scores["csl"], trajectory.mean_probs, manifest.classes, threshold
     )
-    unseen = {manifest.classes[c] for c in manifest.unseen_classes(manifest.fold_router()(sample_id))}
+    unseen = {manifest.classes[c] for c in manifest.unseen_classes(folds)}
     for segment in segments:
         if segment.given_label in unseen:
             segment.error_type = UNSEEN_CLASS
@@ -233,6 +234,7 @@ def score_video(sample_id, frame_numbers, labels, trajectory, manifest, threshol
 def score_from_files(run_dir, manifest: Manifest, sample_ids, threshold, peer_scores) -> dict:
     """``{sample_id: VideoScores}`` of ``sample_ids`` from a run version's
     trajectory files (each verified against the manifest)."""
+    route = manifest.fold_router()
     videos = {}
     for sid in sample_ids:
         relpath = manifest.trajectories.get(sid)
@@ -242,7 +244,7 @@ def score_from_files(run_dir, manifest: Manifest, sample_ids, threshold, peer_sc
         with np.load(path) as data:
             frame_numbers, labels = data["frame_numbers"], data["labels"]
         videos[sid] = score_video(
-            sid, frame_numbers, labels, load_trajectory(path), manifest, threshold, peer_scores, path
+            sid, frame_numbers, labels, load_trajectory(path), manifest, route(sid), threshold, peer_scores, path
         )
     return videos
 

@@ -48,6 +48,8 @@ def install(kill_at: str) -> None:
         _after(record.RunStore, "promote")
     elif kill_at == "write-back":  # the journal exists; the first score field is half the story
         _after(fields, "write_frame_scores")
+    elif kill_at == "flags":  # the journal of a re-flag exists; no flag written yet
+        fields.write_sample_values = lambda *args, **kwargs: _die()
     elif kill_at == "cleanup":  # everything written but the old version not yet removed
         original = record.RunStore.cleanup
 

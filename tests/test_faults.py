@@ -108,6 +108,19 @@ def test_a_killed_replay_with_other_labels_leaves_the_run_loadable(scratch):
     assert debris(scratch, "k") == ([], 1)
 
 
+def test_a_killed_reflag_is_finished_by_the_next_reader(scratch):
+    """flag_errors writes only flags; killed before writing them, the new
+    threshold is committed and the next load writes the flags it implies."""
+    scratch.persistent = True
+    first = fcsl.compute_csl(scratch, **TINY)
+    code, out = run_child(scratch, "flag_errors", "flags", dict(csl_field="k", threshold=first.threshold / 2))
+    assert code == -signal.SIGKILL, out[-3000:]
+    results = fields_match_files(scratch, "k")  # flags written at the committed threshold
+    assert results.threshold == pytest.approx(first.threshold / 2)
+    assert [s.first for s in results.segments()] != [s.first for s in first.segments()]  # the flags did change
+    assert debris(scratch, "k") == ([], 1)
+
+
 def _scores(results):
     return {sid: v.scores["csl"].tolist() for sid, v in results.videos.items()}
 
