@@ -103,7 +103,9 @@ def _trajectory_scores(results):
     return extra
 
 
-def run_one(source, condition, seed, epochs, folds, model="transformer", cross_fit=True, with_extras=True):
+def run_one(
+    source, condition, seed, epochs, folds, model="transformer", cross_fit=True, with_extras=True, **train_kwargs
+):
     settings = CONDITIONS[condition]
     features, clean, classes = sources.SOURCES[source](weak=settings.get("weak", False))
     rng = np.random.default_rng(seed)
@@ -130,6 +132,7 @@ def run_one(source, condition, seed, epochs, folds, model="transformer", cross_f
         cross_fit=cross_fit,
         peer_scores=ALL_PEERS,
         progress=False,
+        **train_kwargs,
     )
     seconds = time.time() - started
     names = list(results.videos)
