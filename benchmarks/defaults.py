@@ -76,7 +76,7 @@ def main():
     for name in args.variants:
         subset = [r for r in rows if r["variant"] == name]
 
-        def mean(get):
+        def mean(get, subset=subset):
             values = [get(r) for r in subset]
             values = [v for v in values if v is not None and v == v]
             return float(np.mean(values)) if values else float("nan")

@@ -160,9 +160,7 @@ def suspect_segments(
         if error_type == "mislabel" and whole is not None and suggested != given:
             a, b = whole
             island = a > 0 and b < len(labels) and labels[a - 1] == labels[b]
-            partner = any(
-                (o[0], o[1]) != (start, stop) and (o[2] == suggested or o[3] == given) for o in segments
-            )
+            partner = any((o[0], o[1]) != (start, stop) and (o[2] == suggested or o[3] == given) for o in segments)
             elsewhere = suggested not in (labels[a - 1] if a > 0 else -1, labels[b] if b < len(labels) else -1)
             if not island and (partner or elsewhere):
                 error_type = "disorder"
