@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fiftyone_csl as fcsl  # noqa: E402
 import sources  # noqa: E402
 from fiftyone_csl.plugin import metrics  # noqa: E402
-from fiftyone_csl.plugin.corrupt import inject, inject_into_sequences  # noqa: E402
+from fiftyone_csl.plugin.corrupt import inject_into_sequences, inject_per_sequence  # noqa: E402
 from fiftyone_csl.plugin.scores import ALL_PEERS  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,29 +58,9 @@ DEFAULT_CONDITIONS = {"demo": ["r05", "r10", "r20", "weak", "noisy"], "basicmoti
                       "noisy"], "hard": ["three", "three_weak"]}  # fmt: skip
 
 
-def inject_per_video(labels_list, kinds, share, num_classes, rng, tries=50):
-    """One error of each of ``kinds`` in every sequence, redrawn until the
-    sequence's share of wrong frames falls in ``share`` (else the closest draw)."""
-    given, types = [], []
-    for labels in labels_list:
-        best = None
-        for _ in range(tries):
-            new, kind_of = np.asarray(labels).copy(), np.full(len(labels), "", dtype=object)
-            for kind in rng.permutation(kinds):
-                new, mask = inject(new, str(kind), num_classes, rng)
-                kind_of[mask] = kind
-            kind_of[new == labels] = ""  # a later error may have put a frame back
-            wrong = float((kind_of != "").mean())
-            found = {k for k in kind_of if k}
-            gap = 0.0 if share[0] <= wrong <= share[1] else min(abs(wrong - share[0]), abs(wrong - share[1]))
-            gap += len(set(kinds) - found)  # every kind present comes first
-            if best is None or gap < best[0]:
-                best = (gap, new, kind_of)
-            if gap == 0:
-                break
-        given.append(best[1])
-        types.append(best[2])
-    return given, types
+def inject_per_video(labels_list, kinds, share, num_classes, rng):
+    """One error of each of ``kinds`` in every sequence, ``share`` of its frames wrong."""
+    return inject_per_sequence(labels_list, kinds, share, num_classes, rng)
 
 
 ABLATIONS = {

@@ -7,6 +7,10 @@ from ..plugin.steps import compute_csl
 from . import common
 
 
+def _rounded(value, digits=3):
+    return None if value is None else round(float(value), digits)
+
+
 class AuditVideoLabels(foo.Operator):
     @property
     def config(self):
@@ -24,6 +28,7 @@ class AuditVideoLabels(foo.Operator):
                 common.features_inputs(ctx, inputs)
                 common.training_inputs(ctx, inputs)
                 common.peer_inputs(ctx, inputs)
+                common.simulation_inputs(ctx, inputs)
                 common.threshold_input(ctx, inputs)
         return types.Property(inputs, view=types.View(label="CSL: audit video labels"))
 
@@ -32,7 +37,9 @@ class AuditVideoLabels(foo.Operator):
         results = compute_csl(
             ctx.target_view(),
             p["label_field"],
-            **common.engine_params(p, ("csl_field", *common.TRAINING_PARAMS, "peer_scores", "threshold")),
+            **common.engine_params(
+                p, ("csl_field", *common.TRAINING_PARAMS, "peer_scores", "simulation", "target_precision", "threshold")
+            ),
             progress=common.progress_callback(ctx),
         )
         common.reload_if_immediate(ctx)
@@ -40,7 +47,8 @@ class AuditVideoLabels(foo.Operator):
             "run_key": results.run_key,
             "videos": len(results.videos),
             "suspect_segments": len(results.segments()),
-            "threshold": results.threshold,
+            "threshold": round(results.threshold, 3),
+            "estimated_precision": _rounded((results.simulation or {}).get("estimated_precision")),
         }
 
     def resolve_output(self, ctx):
@@ -49,6 +57,7 @@ class AuditVideoLabels(foo.Operator):
         outputs.int("videos", label="Videos scored")
         outputs.int("suspect_segments", label="Suspect segments")
         outputs.float("threshold", label="CSL threshold")
+        outputs.float("estimated_precision", label="Estimated precision of the flags (simulation runs only)")
         return types.Property(outputs)
 
     def __call__(
@@ -71,8 +80,9 @@ class AuditVideoLabels(foo.Operator):
             embeddings_field (None): frame-level vector field to use as features
             delegate (False): queue a delegated operation instead of running now
             **kwargs: ``backbone``, ``model``, ``epochs``, ``folds``,
-                ``cross_fit``, ``stride``, ``peer_scores``, ``threshold``,
-                ``overwrite`` as in :func:`fiftyone_csl.compute_csl`
+                ``cross_fit``, ``stride``, ``peer_scores``, ``simulation``,
+                ``target_precision``, ``threshold``, ``overwrite`` as in
+                :func:`fiftyone_csl.compute_csl`
 
         Returns:
             an ``ExecutionResult`` (for delegated runs, the queued operation)

@@ -193,6 +193,21 @@ def engine_params(p, names) -> dict:
     return {name: p[name] for name in names if p.get(name) not in (None, "", [], ())}
 
 
+def simulation_inputs(ctx, inputs):
+    inputs.bool(
+        "simulation",
+        default=_audit_default("simulation"),
+        label="Simulation: learn from a copy with known errors (about doubles the time)",
+        description="Writes <key>_error_prob, estimates the precision of the flags and, with an automatic "
+        "threshold, flags at the lowest one whose estimated precision reaches the target",
+    )
+    if ctx.params.get("simulation"):
+        inputs.float(
+            "target_precision", default=_audit_default("target_precision"), min=0.05, max=0.99,
+            label="Target precision of the flags",
+        )  # fmt: skip
+
+
 def threshold_input(ctx, inputs):
     inputs.float(
         "threshold",

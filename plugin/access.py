@@ -16,6 +16,7 @@ from . import writeback
 from .locks import dataset_lock, run_in_progress
 from .pipeline import CSLResults, score_from_files
 from .record import Manifest, RunNames, RunStore, get_run_config, list_csl_runs, load_manifest, owned_by
+from .simulation import estimated_precision
 from .utils import CSLError
 
 __all__ = ["list_csl_runs", "get_run_config"]
@@ -52,8 +53,11 @@ def load_csl_results(samples, csl_field: str = "csl") -> CSLResults:
 
 def run_summary(samples, csl_field: str = "csl") -> dict:
     """The stored summary of a run: counts, warnings, the last evaluation,
-    checkpoint bytes per epoch and the feature extraction rates (frames per
-    second of decoding and of the backbone)."""
+    checkpoint bytes per epoch, the feature extraction rates (frames per
+    second of decoding and of the backbone), the flag threshold and, for a
+    run with ``simulation=True``, ``simulation``: the estimated number of
+    errors, the threshold aimed at the target precision, whether the target
+    was reached, and the ``estimated_precision`` of the current flags."""
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
     config = get_run_config(dataset, csl_field)
@@ -65,7 +69,19 @@ def run_summary(samples, csl_field: str = "csl") -> dict:
     manifest = load_manifest(dataset, config)
     summary["checkpoint_bytes_per_epoch"] = manifest.checkpoint_bytes_per_epoch
     summary["feature_stats"] = manifest.feature_stats
+    summary["threshold"] = config.threshold
+    summary["simulation"] = _simulation_summary(manifest.simulation, config.threshold)
     return summary
+
+
+def _simulation_summary(report, threshold):
+    """The simulation's findings at the run's current threshold, or None."""
+    if not report:
+        return None
+    keys = ("errors_estimate", "target_precision", "aimed_threshold", "reached_target", "injected_events", "seconds")
+    out = {k: report.get(k) for k in keys}
+    out["estimated_precision"] = estimated_precision(report, threshold) if isinstance(threshold, (int, float)) else None
+    return out
 
 
 def delete_csl_run(samples, csl_field: str = "csl", delete_files: bool = True) -> None:

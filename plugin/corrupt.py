@@ -123,6 +123,37 @@ def inject_into_sequences(labels_list: list, kinds, rate: float, num_classes: in
     return labels_list, types_list
 
 
+def inject_per_sequence(labels_list: list, kinds, share, num_classes: int, rng, tries: int = 50):
+    """One error of each of ``kinds`` in every sequence, redrawn until the
+    sequence's share of wrong frames falls in ``share`` (a ``(low, high)``
+    pair; else the closest draw, every kind present first).
+
+    Returns ``(new_labels_list, error_types_list)`` as
+    :func:`inject_into_sequences` does.
+    """
+    given, types = [], []
+    for labels in labels_list:
+        labels = np.asarray(labels)
+        best = None
+        for _ in range(tries):
+            new, kind_of = labels.copy(), np.full(len(labels), "", dtype=object)
+            for kind in rng.permutation(list(kinds)):
+                new, mask = inject(new, str(kind), num_classes, rng)
+                kind_of[mask] = kind
+            kind_of[new == labels] = ""  # a later error may have put a frame back
+            wrong = float((kind_of != "").mean()) if len(labels) else 0.0
+            found = {k for k in kind_of if k}
+            gap = 0.0 if share[0] <= wrong <= share[1] else min(abs(wrong - share[0]), abs(wrong - share[1]))
+            gap += len(set(kinds) - found)
+            if best is None or gap < best[0]:
+                best = (gap, new, kind_of)
+            if gap == 0:
+                break
+        given.append(best[1])
+        types.append(best[2])
+    return given, types
+
+
 def inject(labels, kind: str, num_classes: int, rng):
     """Injects one error of ``kind``; returns ``(new_labels, error_mask)``."""
     if kind == "mislabel":

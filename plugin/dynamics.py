@@ -83,13 +83,23 @@ def fit_detector(features: list, error_types: list, seed: int = 51):
     x = np.concatenate(features)
     y = np.concatenate([np.asarray(t, dtype=object) for t in error_types]).astype(str)
     model = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed)
-    return model.fit(x, y)
+    with _one_thread():
+        return model.fit(x, y)
+
+
+def _one_thread():
+    """The boosting's OpenMP threads spin on small data and crawl when the CPU
+    is shared: one thread is faster here and gives the same model."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="openmp")
 
 
 def detect(model, features: np.ndarray) -> tuple:
     """``(error_prob (T,), kind (T,))``: one minus the probability of clean,
     and the most probable error kind."""
-    probs = model.predict_proba(features)
+    with _one_thread():
+        probs = model.predict_proba(features)
     classes = list(model.classes_)
     clean = probs[:, classes.index("")] if "" in classes else np.zeros(len(features))
     kinds = [k for k in classes if k != ""]

@@ -6,7 +6,7 @@ from . import flags as fcflags
 from . import scores as fcscores
 from .access import load_videos
 from .locks import dataset_lock
-from .pipeline import CSLResults, check_peer_scores
+from .pipeline import ERROR_PROB, CSLResults, check_peer_scores
 from .record import get_run_config, load_manifest
 from .utils import CSLError
 from .writeback import save_summary
@@ -49,8 +49,11 @@ def evaluate_detection(
     for field in (error_field, clean_field):
         if field is not None and field not in frame_schema:
             raise CSLError(f"'frames.{field}' does not exist")
-    names = ["csl", *check_peer_scores(config.peer_scores if scores is None else scores)]
+    requested = config.peer_scores if scores is None else scores
+    names = ["csl", *check_peer_scores([p for p in requested if p != ERROR_PROB])]
     videos = load_videos(samples, csl_field)
+    if ERROR_PROB in requested and videos and all(ERROR_PROB in v.scores for v in videos.values()):
+        names.append(ERROR_PROB)
     if not videos:
         raise CSLError(f"none of these videos has scores in run '{csl_field}'")
     results = CSLResults(csl_field, config.run_dir, config.classes, config.threshold, videos)

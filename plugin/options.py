@@ -160,3 +160,12 @@ def make_train_config(function: str, **kwargs):
     except (TypeError, ValueError) as e:
         raise CSLError(f"model_kwargs {config.model_kwargs} do not fit model '{config.model}': {e}") from None
     return config
+
+
+def check_simulation(simulation, target_precision) -> None:
+    if not isinstance(simulation, bool):
+        raise CSLError(f"simulation must be True or False; got {simulation!r}")
+    if isinstance(target_precision, bool) or not isinstance(target_precision, (int, float)):
+        raise CSLError(f"target_precision must be a number in (0, 1); got {target_precision!r}")
+    if not 0 < float(target_precision) < 1:
+        raise CSLError(f"target_precision must be in (0, 1); got {target_precision!r}")

@@ -26,6 +26,8 @@ from .utils import CSLError, StagedProgress, atomic_save_npz, resolve_device
 logger = logging.getLogger(__name__)
 
 UNSEEN_CLASS = "unseen_class"
+ERROR_PROB = "error_prob"
+"""The score the simulation's detector writes (``frames.<key>_error_prob``)."""
 
 
 @dataclass
@@ -43,6 +45,7 @@ class VideoScores:
     segments: list
     trajectory_path: str | None = None
     _trajectory: Trajectory | None = None
+    error_kind: np.ndarray | None = None
 
     @property
     def trajectory(self) -> Trajectory:
@@ -63,6 +66,10 @@ class CSLResults:
         videos: ``{sample_id: VideoScores}``
         warnings: what the run could not score reliably (e.g. classes seen in
             too few videos to be scored out of fold)
+        simulation: with ``simulation=True``, the simulation's report: the
+            chosen threshold, ``estimated_precision`` of the flags, the
+            estimated number of errors, and per threshold tried the recall of
+            injected errors and the number of suspect segments; else None
     """
 
     def __init__(self, run_key, run_dir, classes, threshold, videos, warnings=()):
@@ -72,6 +79,7 @@ class CSLResults:
         self.threshold = threshold
         self.videos = videos
         self.warnings = list(warnings)
+        self.simulation = None
 
     def __repr__(self):
         frames = sum(len(v.frame_numbers) for v in self.videos.values())
@@ -246,7 +254,63 @@ def score_from_files(run_dir, manifest: Manifest, sample_ids, threshold, peer_sc
         videos[sid] = score_video(
             sid, frame_numbers, labels, load_trajectory(path), manifest, route(sid), threshold, peer_scores, path
         )
+        learned = load_error_prob(run_dir, manifest, sid)
+        if learned is not None:
+            videos[sid].scores[ERROR_PROB], videos[sid].error_kind = learned
     return videos
+
+
+def simulate_and_flag(run_dir, manifest: Manifest, sequences, config, device, precision, progress, videos,
+                      threshold, peer_scores, target_precision) -> tuple:  # fmt: skip
+    """Runs the simulation beside a run (:mod:`~fiftyone_csl.plugin.simulation`)
+    and flags the run again with its threshold (``threshold`` None: the one
+    aimed at ``target_precision``). Returns ``(videos, report)``; each video's
+    scores gain ``"error_prob"``."""
+    from .simulation import run_simulation
+
+    sim = run_simulation(
+        os.path.join(run_dir, "simulation"), manifest, sequences, config, device, precision, progress, videos,
+        threshold, target_precision,
+    )  # fmt: skip
+    route = manifest.fold_router()
+    out = {}
+    for s in sequences:
+        v = videos[s.sample_id]
+        trajectory = v.trajectory
+        new = score_video(s.sample_id, v.frame_numbers, v.labels, trajectory, manifest, route(s.sample_id),
+                          sim.report["threshold"], peer_scores, v.trajectory_path)  # fmt: skip
+        new.scores[ERROR_PROB] = sim.error_prob[s.sample_id]
+        new.error_kind = sim.error_kind[s.sample_id]
+        out[s.sample_id] = new
+    return out, sim
+
+
+def save_error_probs(run_dir, manifest: Manifest, videos: dict, sim) -> None:
+    """Stores each video's error probability and kind beside its trajectory
+    (``error_probs/<sample_id>.npz``, listed and hashed in the manifest) and
+    the simulation's report in the manifest."""
+    from .simulation import KINDS
+
+    os.makedirs(os.path.join(run_dir, "error_probs"), exist_ok=True)
+    for sid, prob in sim.error_prob.items():
+        relpath = f"error_probs/{sid}.npz"
+        kind = np.asarray([KINDS.index(k) if k in KINDS else -1 for k in sim.error_kind[sid]], dtype=np.int8)
+        atomic_save_npz(os.path.join(run_dir, relpath), error_prob=prob, error_kind=kind)
+        manifest.record_file(run_dir, relpath)
+        manifest.error_probs[sid] = relpath
+    manifest.simulation = sim.report
+
+
+def load_error_prob(run_dir, manifest: Manifest, sample_id):
+    """``(error_prob, error_kind)`` of a video from a run version, or None."""
+    from .simulation import KINDS
+
+    relpath = manifest.error_probs.get(sample_id)
+    if relpath is None:
+        return None
+    with np.load(manifest.verified_path(run_dir, relpath)) as data:
+        kinds = np.array([KINDS[k] if k >= 0 else "" for k in data["error_kind"]], dtype=object)
+        return data["error_prob"], kinds
 
 
 def compute_csl_arrays(
@@ -259,6 +323,8 @@ def compute_csl_arrays(
     peer_scores: list | tuple = (),
     device: str = "auto",
     precision: str = "auto",
+    simulation: bool = False,
+    target_precision: float = 0.85,
     run_dir: str | None = None,
     progress=None,
     **train_kwargs,
@@ -276,6 +342,8 @@ def compute_csl_arrays(
         names (None): sequence names (the keys of ``results.videos``)
         run_dir (None): a new or empty folder for the checkpoints; default a
             temporary folder that is removed afterwards
+        simulation (False), target_precision (0.85): as in
+            :func:`fiftyone_csl.compute_csl`
         others: as in :func:`fiftyone_csl.compute_csl` (``model``, ``epochs``,
             ``folds``, ``cross_fit``, ``seed`` and the other training settings)
 
@@ -309,7 +377,10 @@ def compute_csl_arrays(
     torch_device = resolve_device(device)
     autocast_context(torch_device, precision)  # an impossible precision fails before any work
     manifest = Manifest(None, None, None, classes, dims.pop(), {}, config.to_dict(), fold_members, fold_classes)
-    progress = StagedProgress(progress, {"train": 4, "replay": 1.5})
+    weights = {"train": 4, "replay": 1.5}
+    if simulation:
+        weights.update({"simulation train": 4, "simulation replay": 1.5})
+    progress = StagedProgress(progress, weights)
     owned = run_dir is None
     run_dir = run_dir or tempfile.mkdtemp(prefix="fcsl-arrays-")
     os.makedirs(run_dir, exist_ok=True)
@@ -318,6 +389,12 @@ def compute_csl_arrays(
         videos = replay_and_score(
             run_dir, manifest, sequences, torch_device, precision, progress, threshold_value, peer_scores
         )
+        if simulation:
+            videos, sim = simulate_and_flag(
+                run_dir, manifest, sequences, config, torch_device, precision, progress, videos,
+                None if threshold == "auto" else threshold_value, peer_scores, target_precision,
+            )  # fmt: skip
+            threshold_value, manifest.simulation = sim.report["threshold"], sim.report
         if owned:  # the trajectories go with the folder: keep them in memory
             for v in videos.values():
                 v._trajectory, v.trajectory_path = v.trajectory, None
@@ -326,4 +403,6 @@ def compute_csl_arrays(
     finally:
         if owned:
             shutil.rmtree(run_dir, ignore_errors=True)
-    return CSLResults("arrays", None if owned else run_dir, classes, threshold_value, videos, warnings)
+    results = CSLResults("arrays", None if owned else run_dir, classes, threshold_value, videos, warnings)
+    results.simulation = manifest.simulation
+    return results

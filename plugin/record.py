@@ -163,6 +163,9 @@ class Manifest:
         checkpoints: per fold, checkpoint paths (relative), oldest first
         trajectories: ``{sample_id: relative path}``
         files: ``{relative path: sha256}`` of every file above
+        simulation: the report of the simulation beside the run, if any
+        error_probs: ``{sample_id: relative path}`` of the simulation
+            detector's per-frame error probabilities and kinds
     """
 
     dataset_id: str | None
@@ -179,6 +182,8 @@ class Manifest:
     files: dict = field(default_factory=dict)
     checkpoint_bytes_per_epoch: int = 0
     feature_stats: dict | None = None
+    simulation: dict | None = None
+    error_probs: dict = field(default_factory=dict)
     seconds: float | None = None
     method: str = METHOD
     format: int = MANIFEST_FORMAT

@@ -10,7 +10,7 @@ from . import writeback
 from .access import load_videos
 from .locks import dataset_lock, run_in_progress
 from .options import FeatureSpec, check_choice, check_device, check_int, check_threshold
-from .pipeline import CSLResults, check_peer_scores, replay_and_score
+from .pipeline import ERROR_PROB, CSLResults, check_peer_scores, replay_and_score
 from .prepare import attach_features, check_collection, prepare
 from .record import RunNames, RunStore, get_run_config, load_manifest, unowned_outputs
 from .replay import PRECISIONS, autocast_context
@@ -58,7 +58,10 @@ def replay_checkpoints(
     holder = run_in_progress(dataset, csl_field)
     if holder is not None:
         raise CSLError(f"run '{csl_field}' is being trained ({holder['host']} pid {holder['pid']}); replay it after")
-    peer_scores = check_peer_scores(config.peer_scores if peer_scores is None else peer_scores)
+    # the simulation's error probabilities belong to the labels it saw: a replay drops them
+    peer_scores = check_peer_scores(
+        [p for p in config.peer_scores if p != ERROR_PROB] if peer_scores is None else peer_scores
+    )
     threshold = check_threshold(config.threshold if threshold is None else threshold)
     check_choice("precision", precision, PRECISIONS)
     torch_device = resolve_device(check_device(device))
@@ -80,12 +83,15 @@ def replay_checkpoints(
         raise CSLError(f"features have dimension {prepared.in_dim}; the run's models expect {manifest.in_dim}")
     store = RunStore.of(config)
     replay_manifest = dataclasses.replace(
-        manifest, trajectories={}, files={k: v for k, v in manifest.files.items() if not k.startswith("trajectories/")}
-    )
+        manifest, trajectories={}, error_probs={}, simulation=None,
+        files={k: v for k, v in manifest.files.items() if not k.startswith(("trajectories/", "error_probs/"))},
+    )  # fmt: skip
     progress = StagedProgress(progress, {"features": 4, "replay": 1.5, "write": 0.5})
     with dataset_lock(dataset):  # the version cannot be replaced while its checkpoints are linked
         staging = store.staging()
-        store.inherit(staging, config.run_dir, manifest, keep=lambda rel: not rel.startswith("trajectories/"))
+        store.inherit(
+            staging, config.run_dir, manifest, keep=lambda rel: not rel.startswith(("trajectories/", "error_probs/"))
+        )
     try:
         attach_features(prepared, torch_device, cache_dir, progress)
         videos = replay_and_score(
@@ -105,13 +111,19 @@ def replay_checkpoints(
 
 def flag_errors(samples, csl_field: str = "csl", threshold="auto") -> CSLResults:
     """Re-flags the scored videos of ``samples`` with a new ``threshold``:
-    rewrites ``<csl_field>_errors`` and the saved views. No model runs."""
+    rewrites ``<csl_field>_errors`` and the saved views. No model runs.
+
+    ``"auto"`` is ``ln C``, or for a run with a simulation the threshold
+    aimed at its target precision."""
     dataset = samples._dataset
     threshold = check_threshold(threshold)
     config = get_run_config(dataset, csl_field)
     if config.state != "scored":
         raise CSLError(f"run '{csl_field}' has no scores yet: replay its checkpoints first")
     threshold_value = fcflags.resolve_threshold(threshold, len(config.classes))
+    report = load_manifest(dataset, config).simulation
+    if threshold == "auto" and report:  # the threshold aimed at the run's target precision
+        threshold_value = float(report["aimed_threshold"])
     videos = load_videos(samples, csl_field, threshold_value)
     if not videos:
         raise CSLError(f"none of these videos has scores in run '{csl_field}'")

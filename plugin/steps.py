@@ -30,10 +30,20 @@ from .options import (
     check_choice,
     check_device,
     check_identifier,
+    check_simulation,
     check_threshold,
     make_train_config,
 )
-from .pipeline import CSLResults, check_folds, check_peer_scores, replay_and_score, train_into
+from .pipeline import (
+    ERROR_PROB,
+    CSLResults,
+    check_folds,
+    check_peer_scores,
+    replay_and_score,
+    save_error_probs,
+    simulate_and_flag,
+    train_into,
+)
 from .prepare import Prepared, attach_features, check_collection, prepare
 from .record import (
     METHOD,
@@ -226,6 +236,17 @@ def compute_csl(samples, label_field: str, csl_field: str = "csl", embeddings_fi
             label got less probability than a uniform guess would give it
         peer_scores (()): extra scores to write, from ``"last_loss"`` and
             ``"aum"``
+        simulation (False): also train and replay the same models on a copy
+            of the labels with known errors injected (one of each kind per
+            video; about doubles the time), to learn what errors look like
+            here: writes ``frames.<csl_field>_error_prob`` (a learned
+            detector's probability that the frame's label is wrong), estimates
+            the precision of the flags (``results.simulation``,
+            :func:`run_summary`) and, with ``threshold="auto"``, flags at the
+            lowest threshold whose estimated precision reaches
+            ``target_precision``
+        target_precision (0.85): the precision ``threshold="auto"`` aims at
+            when ``simulation`` is on
         device ("auto"): ``"auto"`` uses CUDA when available, else the CPU
         precision ("auto"): the replay's arithmetic: ``"auto"`` is float16
             autocast on CUDA and float32 on the CPU; ``"fp32"``, ``"fp16"``
@@ -276,7 +297,7 @@ def train_checkpoints(samples, label_field: str, csl_field: str = "csl", embeddi
     return _audit(samples, label_field, csl_field, embeddings_field, False, "train_checkpoints", **kwargs)
 
 
-SCORING_OPTIONS = ("threshold", "peer_scores", "precision", "store_embeddings_field")
+SCORING_OPTIONS = ("threshold", "peer_scores", "precision", "store_embeddings_field", "simulation", "target_precision")
 
 
 def _audit(
@@ -295,6 +316,8 @@ def _audit(
     peer_scores: list | tuple = (),
     device: str = "auto",
     precision: str = "auto",
+    simulation: bool = False,
+    target_precision: float = 0.85,
     store_embeddings_field: str | None = None,
     run_dir: str | None = None,
     cache_dir: str | None = None,
@@ -308,23 +331,29 @@ def _audit(
     dataset = samples._dataset
     if not score:
         given = dict(threshold=threshold, peer_scores=peer_scores, precision=precision,
-                     store_embeddings_field=store_embeddings_field)  # fmt: skip
-        defaults = dict(threshold="auto", peer_scores=(), precision="auto", store_embeddings_field=None)
+                     store_embeddings_field=store_embeddings_field, simulation=simulation,
+                     target_precision=target_precision)  # fmt: skip
+        defaults = dict(threshold="auto", peer_scores=(), precision="auto", store_embeddings_field=None,
+                        simulation=False, target_precision=0.85)  # fmt: skip
         unknown = sorted(k for k in SCORING_OPTIONS if given[k] != defaults[k])
         if unknown:
             raise CSLError(f"{function}() scores nothing; it takes no {unknown}")
     peer_scores = check_peer_scores(peer_scores)
     threshold = check_threshold(threshold)
     check_choice("precision", precision, PRECISIONS)
+    check_simulation(simulation, target_precision)
+    outputs = [*peer_scores, ERROR_PROB] if simulation else peer_scores
     spec = FeatureSpec.make(embeddings_field, backbone, backbone_weights, stride)
     plan = plan_training(
-        samples, label_field, csl_field, spec, classes, train_kwargs, peer_scores, overwrite, run_dir, device,
+        samples, label_field, csl_field, spec, classes, train_kwargs, outputs, overwrite, run_dir, device,
         function, store_embeddings_field,
     )  # fmt: skip
     autocast_context(plan.device, precision)  # an impossible precision fails before any work
     threshold_value = fcflags.resolve_threshold(threshold, len(plan.prepared.classes))
     dataset_id = str(dataset._doc.id)
-    weights = PROGRESS_WEIGHTS if score else {"features": 4, "train": 4, "write": 0.2}
+    weights = dict(PROGRESS_WEIGHTS) if score else {"features": 4, "train": 4, "write": 0.2}
+    if simulation:
+        weights.update({"simulation train": 4, "simulation replay": 1.5})
     progress = StagedProgress(progress, weights)
     with run_lock(dataset, csl_field):
         staging, manifest = _train_staging(plan, dataset_id)
@@ -337,6 +366,13 @@ def _audit(
                     staging, manifest, plan.prepared.sequences, plan.device, precision, progress, threshold_value,
                     peer_scores,
                 )  # fmt: skip
+            if simulation:
+                videos, sim = simulate_and_flag(
+                    staging, manifest, plan.prepared.sequences, plan.config, plan.device, precision, progress,
+                    videos, None if threshold == "auto" else threshold_value, peer_scores, target_precision,
+                )  # fmt: skip
+                threshold_value = sim.report["threshold"]
+                save_error_probs(staging, manifest, videos, sim)
             manifest.feature_stats = plan.prepared.feature_stats
             manifest.seconds = round(time.time() - started, 2)
 
@@ -356,7 +392,9 @@ def _audit(
             raise
     if not score:
         return version
-    return CSLResults(csl_field, version, plan.prepared.classes, threshold_value, videos, plan.warnings)
+    results = CSLResults(csl_field, version, plan.prepared.classes, threshold_value, videos, plan.warnings)
+    results.simulation = manifest.simulation
+    return results
 
 
 def compute_features(

@@ -1,5 +1,6 @@
 """Small shared helpers: devices, hashing, seeding and staged progress."""
 
+import contextlib
 import hashlib
 import os
 import random
@@ -68,9 +69,19 @@ class StagedProgress:
         total = sum(self._weights.values()) or 1.0
         self._fractions = {k: v / total for k, v in self._weights.items()}
         self._done = 0.0
+        self._prefix = ""
 
     def stage(self, name: str, total: int, iters_str: str = "items"):
-        return _Stage(self, name, total, iters_str)
+        return _Stage(self, self._prefix + name, total, iters_str)
+
+    @contextlib.contextmanager
+    def prefixed(self, prefix: str):
+        """Stages opened inside are named ``prefix + name`` (own weights)."""
+        self._prefix = prefix
+        try:
+            yield self
+        finally:
+            self._prefix = ""
 
     def _report(self, name, fraction_in_stage, complete=False):
         if self._callback is None:

@@ -162,13 +162,18 @@ def _merge(dataset, store, staging, manifest, current, previous) -> Manifest:
     if staging is None:
         return now
     new = set(manifest.trajectories.values())
-    store.inherit(staging, current.run_dir, now, keep=lambda rel: rel not in new)
+
+    def keep(rel):  # a replay drops the simulation's error probabilities (they belong to the labels it saw)
+        return rel not in new and not rel.startswith("error_probs/")
+
+    store.inherit(staging, current.run_dir, now, keep=keep)
     for sid, rel in now.trajectories.items():
         if sid not in manifest.trajectories:
             manifest.trajectories[sid] = rel
             manifest.files[rel] = now.files[rel]
     for rel, sha in now.files.items():
-        manifest.files.setdefault(rel, sha)
+        if keep(rel):
+            manifest.files.setdefault(rel, sha)
     return manifest
 
 
@@ -233,11 +238,14 @@ def write_scores(samples, names: RunNames, label_field: str, videos: dict) -> No
     for name in ["csl", *[p for p in names.peer_scores if p != "mistakenness"]]:
         per_sample = {}
         for sid, v in videos.items():
+            if name not in v.scores:  # error_prob of a video the simulation did not see
+                continue
             numbers = labelled.get(sid)
             if numbers is None or not len(numbers):
                 numbers = v.frame_numbers
             per_sample[sid] = (numbers, fcfields.spread_to_labelled_frames(v.frame_numbers, v.scores[name], numbers))
-        fcfields.write_frame_scores(dataset, names.score_field(name), per_sample)
+        if per_sample:
+            fcfields.write_frame_scores(dataset, names.score_field(name), per_sample)
         if name == "csl":
             fcfields.write_sample_values(
                 dataset, names.max_field, {s: float(x.max()) for s, (_, x) in per_sample.items()}
