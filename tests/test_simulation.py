@@ -120,7 +120,11 @@ def test_simulation_on_a_dataset_writes_error_prob_and_the_estimated_precision(s
     assert "sim_error_prob" in scratch.get_frame_field_schema()
     labelled = scratch.count("frames.phase")
     assert scratch.count("frames.sim_error_prob") == labelled
-    scores, types = metrics.frame_ground_truth(scratch, "phase_error", results, )
+    scores, types = metrics.frame_ground_truth(
+        scratch,
+        "phase_error",
+        results,
+    )
     probs = np.concatenate([results.videos[sid].scores["error_prob"] for sid in results.videos])
     assert metrics.frame_auroc_ap(probs, types != "")["auroc"] > 0.8
     summary = fcsl.run_summary(scratch, "sim")
