@@ -1,24 +1,31 @@
-"""Learned detector against CSL and its peers, on the same runs.
+"""The simulation beside a run, measured: learned error probability against CSL
+and its peers, the estimated precision of the flags against the measured one,
+and learned error kinds against the rule-based types.
 
-For each source, condition and seed: the "user's labels" are the clean
-labels with errors injected (as in ``detection.py``; their ground truth is
-only used for scoring). The detector never sees that ground truth: it is
-trained on a *copy* of the user's labels with more errors injected where
-they are known (one of each kind per video), replayed like any run; then it
-scores the user's own run. Two detectors: ``learned`` counts every frame the
-copy did not change as clean (the user's unknown errors included);
-``learned_pu`` keeps as clean examples only frames whose CSL in the user's run
-is in the lower half. Reports frame AUROC per kind for both, CSL and the
-peers, and the first detector's kind accuracy on the frames it ranks in the
-top share of the true error rate.
+For each source, condition and seed: the "user's labels" are the clean labels
+with errors injected (as in ``detection.py``; their ground truth is used only
+for scoring). The run is ``compute_csl_arrays(..., simulation=True)``, the
+product's own path: it trains on the user's labels, and again on a copy with
+one more error of each kind per video where it knows them, fits the detector
+on that copy (``frames.<key>_error_prob``), estimates how many errors the
+user's labels hold and the precision of the flags, and flags at the lowest
+threshold whose estimated precision reaches 0.85.
 
-    .venv/bin/python benchmarks/learned.py              # hard source, 3 seeds
+Reported per run: frame AUROC per kind of ``error_prob``, CSL and every peer;
+the suspect segments at ``ln C`` and at the aimed threshold (event recall,
+flag precision measured and estimated, type accuracy); the type accuracy of
+the same segments typed by the detector's most likely kind instead of the
+rules.
+
+    .venv/bin/python benchmarks/learned.py              # hard and demo sources, 3 seeds
     .venv/bin/python benchmarks/learned.py --quick      # one seed, 8 epochs
 
-Writes ``benchmarks/results/learned.json`` and prints a Markdown table.
+Writes ``benchmarks/results/learned.json`` and prints Markdown tables.
 """
 
 import argparse
+import collections
+import dataclasses
 import json
 import os
 import sys
@@ -31,11 +38,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fiftyone_csl as fcsl  # noqa: E402
 import sources  # noqa: E402
 from detection import CONDITIONS, KINDS, inject_per_video  # noqa: E402
-from fiftyone_csl.plugin import dynamics, metrics  # noqa: E402
+from fiftyone_csl.plugin import flags, metrics, simulation  # noqa: E402
 from fiftyone_csl.plugin.corrupt import inject_into_sequences  # noqa: E402
 from fiftyone_csl.plugin.scores import ALL_PEERS  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_RUNS = [("hard", "three"), ("hard", "three_weak"), ("demo", "r10"), ("demo", "weak")]
 
 
 def user_labels(source, condition, seed):
@@ -46,86 +54,149 @@ def user_labels(source, condition, seed):
         given, types = inject_per_video(clean, settings["per_video"], settings["share"], len(classes), rng)
     else:
         given, types = inject_into_sequences(clean, KINDS, settings["rate"], len(classes), rng)
-        types = [np.where(g != c, t, "") for g, c, t in zip(given, clean, types)]
-    return features, given, types, classes
+    types = [np.where(g != c, t, "") for g, c, t in zip(given, clean, types)]
+    return features, given, clean, types, classes
 
 
-def run_one(source, condition, seed, epochs, folds, sim_share):
-    features, given, types, classes = user_labels(source, condition, seed)
+def _segments_at(results, threshold):
+    return {
+        n: flags.suspect_segments(
+            n, v.frame_numbers, v.labels, v.scores["csl"], v.trajectory.mean_probs, results.classes, threshold
+        )
+        for n, v in results.videos.items()
+    }
+
+
+def _report(results, segments, types, clean):
+    classes = np.asarray(results.classes, dtype=object)
+    return metrics.segment_report(
+        (segments[n], t, classes[c], results.videos[n].frame_numbers) for n, t, c in zip(results.videos, types, clean)
+    )
+
+
+def _learned_types(results, segments):
+    out = {}
+    for n, segs in segments.items():
+        kind = results.videos[n].error_kind
+        out[n] = [
+            dataclasses.replace(s, error_type=collections.Counter(kind[s.start : s.stop]).most_common(1)[0][0])
+            for s in segs
+        ]
+    return out
+
+
+def run_one(source, condition, seed, epochs, folds):
+    features, given, clean, types, classes = user_labels(source, condition, seed)
     started = time.time()
-    common = dict(epochs=epochs, folds=folds, seed=seed, progress=False)
-    real = fcsl.compute_csl_arrays(features, given, classes, peer_scores=ALL_PEERS, **common)
-    # the simulation: more errors, of known kind, in a copy of the user's labels
-    sim_rng = np.random.default_rng(10_000 + seed)
-    sim_given, sim_types = inject_per_video(given, KINDS, sim_share, len(classes), sim_rng)
-    sim = fcsl.compute_csl_arrays(features, sim_given, classes, **common)
-    names = list(real.videos)
-    sim_x = [dynamics.frame_features(sim.videos[n].trajectory, sim.videos[n].labels) for n in names]
-    model = dynamics.fit_detector(sim_x, sim_types, seed=seed)
-    # the copy also holds the user's own (unknown) errors, marked clean: keep as clean examples
-    # only frames the user's run is fairly sure of (CSL in its lower half), a positive-unlabelled fix
-    real_csl = {n: real.videos[n].scores["csl"] for n in names}
-    cut = float(np.quantile(np.concatenate(list(real_csl.values())), 0.5))
-    kept = [(t != "") | (real_csl[n] <= cut) for n, t in zip(names, sim_types)]
-    model_pu = dynamics.fit_detector([x[k] for x, k in zip(sim_x, kept)], [t[k] for t, k in zip(sim_types, kept)], seed)
-    real_x = [dynamics.frame_features(real.videos[n].trajectory, real.videos[n].labels) for n in names]
-    detected = [dynamics.detect(model, x) for x in real_x]
-    detected_pu = [dynamics.detect(model_pu, x) for x in real_x]
+    results = fcsl.compute_csl_arrays(
+        features, given, classes, epochs=epochs, folds=folds, seed=seed, peer_scores=ALL_PEERS, simulation=True,
+        progress=False,
+    )  # fmt: skip
     seconds = time.time() - started
+    names = list(results.videos)
     all_types = np.concatenate(types).astype(str)
     row = {"source": source, "condition": condition, "seed": seed, "seconds": round(seconds, 1), "scores": {}}
-    row["scores"]["learned"] = metrics.detection_report(np.concatenate([p for p, _ in detected]), all_types)
-    row["scores"]["learned_pu"] = metrics.detection_report(np.concatenate([p for p, _ in detected_pu]), all_types)
-    for name in ["csl", *ALL_PEERS]:
-        values = np.concatenate([real.videos[n].scores[name] for n in names])
+    for name in ["error_prob", "csl", *ALL_PEERS]:
+        values = np.concatenate([results.videos[n].scores[name] for n in names])
         row["scores"][name] = metrics.detection_report(values, all_types)
-    # kind accuracy where the detector is surest: its top frames, as many as there are errors
-    prob = np.concatenate([p for p, _ in detected])
-    kind = np.concatenate([k for _, k in detected]).astype(str)
-    top = np.argsort(-prob)[: int((all_types != "").sum())]
-    hits = all_types[top] != ""
-    row["learned_kind_accuracy"] = float((kind[top][hits] == all_types[top][hits]).mean()) if hits.any() else None
+    report = results.simulation
+    row["simulation"] = {k: v for k, v in report.items()}
+    base = flags.auto_threshold(len(classes))
+    row["flags"] = {}
+    for label, threshold in (("ln_c", base), ("aimed", report["aimed_threshold"])):
+        segments = _segments_at(results, threshold)
+        measured = _report(results, segments, types, clean)
+        learned = _report(results, _learned_types(results, segments), types, clean)
+        row["flags"][label] = {
+            "threshold": threshold,
+            "event_recall": measured["event_recall"],
+            "flag_precision": measured["flag_precision"],
+            "estimated_precision": simulation.estimated_precision(report, threshold),
+            "type_accuracy": measured["type_accuracy"],
+            "learned_type_accuracy": learned["type_accuracy"],
+            "label_accuracy": measured["label_accuracy"],
+            "flags": measured["flags"],
+            "events": measured["events"],
+        }
     return row
+
+
+def _mean(rows, get):
+    values = [get(r) for r in rows]
+    values = [v for v in values if v is not None and v == v]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def markdown(rows, runs):
+    lines = [
+        "Frame AUROC (all / mislabel / disorder / boundary), mean over seeds:",
+        "",
+        "| source / condition | error_prob (learned) | CSL | best peer |",
+        "|---|---|---|---|",
+    ]
+    for source, condition in runs:
+        subset = [r for r in rows if r["source"] == source and r["condition"] == condition]
+        if not subset:
+            continue
+
+        def auroc(name, kind, subset=subset):
+            return _mean(subset, lambda row: row["scores"][name].get(kind, {}).get("auroc"))
+
+        def cells(name):
+            return " / ".join(f"{auroc(name, k):.3f}" for k in ("all", *KINDS))
+
+        best = max(ALL_PEERS, key=lambda n: auroc(n, "all"))
+        lines.append(f"| {source} {condition} | {cells('error_prob')} | {cells('csl')} | {best}: {cells(best)} |")
+    lines += [
+        "",
+        "Suspect segments at ln C and at the threshold aimed at precision 0.85 (mean over seeds): event recall, "
+        "flag precision measured / estimated by the simulation, type accuracy by the rules / by the detector:",
+        "",
+        "| source / condition | threshold | recall | precision (measured / estimated) | type acc. (rules / learned) |",
+        "|---|---|---|---|---|",
+    ]
+    for source, condition in runs:
+        subset = [r for r in rows if r["source"] == source and r["condition"] == condition]
+        for label in ("ln_c", "aimed"):
+            if not subset:
+                continue
+
+            def m(key, subset=subset, label=label):
+                return _mean(subset, lambda row: row["flags"][label][key])
+
+            lines.append(
+                f"| {source} {condition} | {label} ({m('threshold'):.2f}) | {m('event_recall'):.0%} | "
+                f"{m('flag_precision'):.0%} / {m('estimated_precision'):.0%} | "
+                f"{m('type_accuracy'):.0%} / {m('learned_type_accuracy'):.0%} |"
+            )
+    return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sources", nargs="+", default=["hard"])
-    parser.add_argument("--conditions", nargs="+", default=["three", "three_weak"])
+    parser.add_argument("--runs", nargs="+", default=[f"{s}/{c}" for s, c in DEFAULT_RUNS], help="source/condition")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "learned.json"))
     args = parser.parse_args()
+    runs = [tuple(r.split("/")) for r in args.runs]
     if args.quick:
-        args.seeds, args.epochs, args.conditions = [0], 8, ["three_weak"]
+        args.seeds, args.epochs, runs = [0], 8, [("hard", "three_weak")]
     rows = []
-    for source in args.sources:
-        for condition in args.conditions:
-            for seed in args.seeds:
-                rows.append(run_one(source, condition, seed, args.epochs, args.folds, (0.1, 0.2)))
-                r = rows[-1]["scores"]
-                print(
-                    f"[learned] {source} {condition} seed {seed}: learned {r['learned']['all']['auroc']:.3f}, "
-                    f"csl {r['csl']['all']['auroc']:.3f} ({rows[-1]['seconds']} s)",
-                    flush=True,
-                )
-    lines = ["| source / condition | score | all | " + " | ".join(KINDS) + " |", "|---|---|---|---|---|---|"]
-    for source in args.sources:
-        for condition in args.conditions:
-            subset = [r for r in rows if r["source"] == source and r["condition"] == condition]
-            best_peer = max(
-                ALL_PEERS, key=lambda n: np.mean([r["scores"][n]["all"]["auroc"] for r in subset])
-            )  # fmt: skip
-            for name in ("learned", "learned_pu", "csl", best_peer):
-                cells = [
-                    f"{np.mean([r['scores'][name].get(k, {}).get('auroc', np.nan) for r in subset]):.3f}"
-                    for k in ("all", *KINDS)
-                ]
-                label = name if name != best_peer else f"best peer: {name}"
-                lines.append(f"| {source} {condition} | {label} | " + " | ".join(cells) + " |")
-    print("\n".join(lines))
+    for source, condition in runs:
+        for seed in args.seeds:
+            rows.append(run_one(source, condition, seed, args.epochs, args.folds))
+            r, at = rows[-1], rows[-1]["flags"]["ln_c"]
+            print(
+                f"[learned] {source} {condition} seed {seed}: error_prob "
+                f"{r['scores']['error_prob']['all']['auroc']:.3f}, csl {r['scores']['csl']['all']['auroc']:.3f}; "
+                f"precision at ln C {at['flag_precision']:.2f} (estimated {at['estimated_precision']}) "
+                f"({r['seconds']} s)",
+                flush=True,
+            )
+    print(markdown(rows, runs))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"command": " ".join(["python", "benchmarks/learned.py", *sys.argv[1:]]), "runs": rows}, f,
