@@ -52,7 +52,12 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--condition", default="three_weak")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "defaults.json"))
+    parser.add_argument("--table", action="store_true", help="print the table of the stored results and exit")
     args = parser.parse_args()
+    if args.table:
+        with open(args.out) as f:
+            print(summarise(json.load(f)["runs"], args.condition)[1])
+        return
     rows = []
     for name in args.variants:
         setting = dict(VARIANTS[name])
@@ -63,17 +68,27 @@ def main():
             row["variant"] = name
             row["wall_seconds"] = round(time.time() - started, 1)
             rows.append(row)
+            _save(args, rows, {})  # after every run, so an interrupted sweep keeps what it measured
             print(f"[defaults] {name} seed {seed}: AUROC {row['scores']['csl']['all']['auroc']:.3f} "
                   f"({row['seconds']} s)", flush=True)  # fmt: skip
+    summary, table = summarise(rows, args.condition)
+    print(table)
+    _save(args, rows, summary)
+
+
+def summarise(rows, condition="three_weak"):
+    """``(summary, markdown)`` over the variants present in ``rows``."""
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    seeds = sorted({r["seed"] for r in rows})
     lines = [
-        f"hard {args.condition}, mean over seeds {args.seeds}: CSL frame AUROC and suspect segments at ln C",
+        f"hard {condition}, mean over seeds {seeds}: CSL frame AUROC and suspect segments at ln C",
         "",
-        "| variant | AUROC all | mislabel | disorder | boundary | event recall | flag precision | type acc. "
+        "| variant | seeds | AUROC all | mislabel | disorder | boundary | event recall | flag precision | type acc. "
         "| label acc. | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     summary = {}
-    for name in args.variants:
+    for name in variants:
         subset = [r for r in rows if r["variant"] == name]
 
         def mean(get, subset=subset):
@@ -85,13 +100,17 @@ def main():
         for metric in ("event_recall", "flag_precision", "type_accuracy", "label_accuracy"):
             entry[metric] = mean(lambda r, m=metric: r["segments"].get(m))
         entry["seconds"] = mean(lambda r: r["seconds"])
+        entry["seeds"] = len(subset)
         summary[name] = entry
         lines.append(
-            f"| {name} | {entry['all']:.3f} | {entry['mislabel']:.3f} | {entry['disorder']:.3f} | "
+            f"| {name} | {len(subset)} | {entry['all']:.3f} | {entry['mislabel']:.3f} | {entry['disorder']:.3f} | "
             f"{entry['boundary']:.3f} | {entry['event_recall']:.2f} | {entry['flag_precision']:.2f} | "
             f"{entry['type_accuracy']:.2f} | {entry['label_accuracy']:.2f} | {entry['seconds']:.0f} |"
         )
-    print("\n".join(lines))
+    return summary, "\n".join(lines)
+
+
+def _save(args, rows, summary):
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"command": " ".join(["python", "benchmarks/defaults.py", *sys.argv[1:]]), "variants": VARIANTS,
