@@ -24,7 +24,7 @@ if __package__:
     from .plugin.evaluation import evaluate_detection
     from .plugin.pipeline import CSLResults, compute_csl_arrays
     from .plugin.record import list_csl_runs
-    from .plugin.rescore import flag_errors, replay_checkpoints
+    from .plugin.rescore import changed_videos, flag_errors, refresh_scores, replay_checkpoints
     from .plugin.review import select_frames_for_review
     from .plugin.steps import compute_csl, compute_features, train_checkpoints
     from .plugin.utils import CSLError
@@ -41,6 +41,7 @@ def register(p):
 __all__ = [
     "CSLError",
     "CSLResults",
+    "changed_videos",
     "compute_csl",
     "compute_csl_arrays",
     "copy_csl_run",
@@ -53,6 +54,7 @@ __all__ = [
     "queue_replay_shards",
     "select_frames_for_review",
     "load_csl_results",
+    "refresh_scores",
     "register",
     "replay_checkpoints",
     "run_summary",

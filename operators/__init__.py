@@ -8,6 +8,7 @@ from .features import ComputeFrameFeatures
 from .flag import FlagErrors
 from .inject import InjectErrors
 from .panel import CSLTimelinePanel
+from .refresh import RefreshScores
 from .replay import ReplayCheckpoints
 from .review import SelectFramesForReview
 from .train import TrainCheckpoints
@@ -18,6 +19,7 @@ OPERATORS = [
     TrainCheckpoints,
     ReplayCheckpoints,
     FlagErrors,
+    RefreshScores,
     EvaluateDetection,
     InjectErrors,
     SelectFramesForReview,

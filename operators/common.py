@@ -213,7 +213,8 @@ def threshold_input(ctx, inputs):
         "threshold",
         required=False,
         min=0.0,
-        label="CSL threshold (empty: automatic, ln(number of classes))",
+        label="CSL threshold (empty: automatic: ln(number of classes), or aimed at the target precision "
+        "when the run has a simulation)",
     )
 
 

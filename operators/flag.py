@@ -27,7 +27,7 @@ class FlagErrors(foo.Operator):
         p = ctx.params
         results = flag_errors(ctx.target_view(), p["csl_field"], **common.engine_params(p, ("threshold",)))
         ctx.trigger("reload_dataset")
-        return {"suspect_segments": len(results.segments()), "threshold": results.threshold}
+        return {"suspect_segments": len(results.segments()), "threshold": round(results.threshold, 3)}
 
     def resolve_output(self, ctx):
         outputs = types.Object()

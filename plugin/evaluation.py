@@ -8,6 +8,7 @@ from .access import load_videos
 from .locks import dataset_lock
 from .pipeline import ERROR_PROB, CSLResults, check_peer_scores
 from .record import get_run_config, load_manifest
+from .simulation import estimated_precision
 from .utils import CSLError
 from .writeback import save_summary
 
@@ -33,7 +34,9 @@ def evaluate_detection(
         against the error events (event recall, flag precision, type
         accuracy, suggested-label accuracy and boundary error in frames,
         overall and per kind; see
-        :func:`fiftyone_csl.plugin.metrics.segment_report`); ``scores``: per
+        :func:`fiftyone_csl.plugin.metrics.segment_report`; for a run with a
+        simulation also its ``estimated_precision``, to compare with the
+        measured ``flag_precision``); ``scores``: per
         score, frame AUROC/AP for all errors and
         for each error type, and the EgoPER-style segment EDA (best over a
         threshold sweep); ``eda``: CSL's segment EDA at the run's threshold;
@@ -96,6 +99,9 @@ def evaluate_detection(
         ),
         **report,
     }
+    simulated = load_manifest(dataset, config).simulation
+    if simulated:  # what the simulation expected, beside what the ground truth measures
+        report["segments"]["estimated_precision"] = estimated_precision(simulated, threshold)
     with dataset_lock(dataset):  # the counts have not changed
         config = get_run_config(dataset, csl_field)
         run = dict(state=config.state, run_dir=config.run_dir, warnings=getattr(config, "warnings", None))

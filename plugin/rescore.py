@@ -1,11 +1,15 @@
 """Scoring with a trained run's checkpoints: replay (whole, or in shards
-that run side by side) and re-flagging at a new threshold."""
+that run side by side), re-scoring the videos whose labels changed, and
+re-flagging at a new threshold."""
 
 import dataclasses
 import shutil
 
+import numpy as np
+
 from . import fields as fcfields
 from . import flags as fcflags
+from . import sequences as fcseq
 from . import writeback
 from .access import load_videos
 from .locks import dataset_lock, run_in_progress
@@ -154,3 +158,49 @@ def replay_shards(samples, num_shards: int) -> list:
         groups[k].append(sid)
         load[k] += n
     return [sorted(g) for g in groups]
+
+
+def changed_videos(samples, csl_field: str = "csl") -> list:
+    """Ids of the videos of ``samples`` whose labels in the run's label field
+    differ from the labels they were scored against (a label changed, added
+    or removed on a scored frame), or that the run has not scored."""
+    dataset = samples._dataset
+    writeback.ensure_consistent(dataset, csl_field)
+    config = get_run_config(dataset, csl_field)
+    manifest = load_manifest(dataset, config)
+    index = {c: i for i, c in enumerate(manifest.classes)}
+    changed = []
+    for sid, _, numbers, names in fcseq.read_raw_labels(samples, manifest.label_field):
+        relpath = manifest.trajectories.get(sid)
+        if relpath is None:
+            if len(numbers):
+                changed.append(sid)
+            continue
+        with np.load(manifest.verified_path(config.run_dir, relpath)) as data:
+            scored, labels = data["frame_numbers"], data["labels"]
+        now = dict(zip(numbers.tolist(), names))
+        if any(index.get(now.get(int(f)), -1) != int(y) for f, y in zip(scored, labels)):
+            changed.append(sid)
+    return changed
+
+
+def refresh_scores(samples, csl_field: str = "csl", device: str = "auto", precision: str = "auto",
+                   cache_dir: str | None = None, progress=None) -> CSLResults:  # fmt: skip
+    """Scores again, against their current labels, the videos of ``samples``
+    whose labels changed since run ``csl_field`` scored them (after a
+    reviewer fixed them), with the run's existing checkpoints: no training.
+    Flags and views are rebuilt; other videos keep their scores.
+
+    Returns the results of the videos scored again (none if nothing changed).
+    Retraining (:func:`~fiftyone_csl.plugin.steps.compute_csl` with
+    ``overwrite=True``) is worth it once many labels changed: the checkpoints
+    still carry what they learnt from the old labels.
+    """
+    check_collection(samples)
+    changed = changed_videos(samples, csl_field)
+    config = get_run_config(samples._dataset, csl_field)
+    if not changed:
+        return CSLResults(csl_field, config.run_dir, config.classes, config.threshold, {})
+    return replay_checkpoints(
+        samples.select(changed), csl_field, device=device, precision=precision, cache_dir=cache_dir, progress=progress
+    )

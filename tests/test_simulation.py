@@ -1,10 +1,12 @@
-"""The simulation beside a run: error probabilities, the estimated precision
-of the flags and the threshold aimed at a target precision."""
+"""The simulation beside a run (error probabilities, the estimated precision
+of the flags, the threshold aimed at a target precision) and refreshing the
+scores of videos whose labels were fixed."""
 
 import fiftyone_csl as fcsl
 import numpy as np
 import pytest
 from _common import FAST, snapshot
+from fiftyone import ViewField as F
 from fiftyone_csl.plugin import metrics, simulation
 from fiftyone_csl.plugin.corrupt import inject_per_sequence
 from fiftyone_csl.plugin.sequences import VideoSequence
@@ -134,6 +136,9 @@ def test_simulation_on_a_dataset_writes_error_prob_and_the_estimated_precision(s
     sid = next(iter(results.videos))
     assert np.allclose(loaded.videos[sid].scores["error_prob"], results.videos[sid].scores["error_prob"])
 
+    report = fcsl.evaluate_detection(scratch, "sim", "phase_error")
+    assert report["segments"]["estimated_precision"] == pytest.approx(results.simulation["estimated_precision"])
+
     # re-flagging at ln C and back at "auto" (the aimed threshold); the estimate follows the threshold
     fcsl.flag_errors(scratch, "sim", threshold=float(np.log(len(results.classes))))
     assert fcsl.run_summary(scratch, "sim")["threshold"] == pytest.approx(np.log(len(results.classes)))
@@ -146,3 +151,33 @@ def test_simulation_on_a_dataset_writes_error_prob_and_the_estimated_precision(s
     assert "sim_error_prob" not in scratch.get_frame_field_schema()
     assert "sim" in scratch.get_frame_field_schema()
     assert fcsl.run_summary(scratch, "sim")["simulation"] is None
+
+
+def test_refresh_scores_rescores_only_the_videos_whose_labels_were_fixed(scratch):
+    """A reviewer fixes one video's wrong labels: refreshing scores that video
+    again with the run's checkpoints (its fixed frames' CSL falls) and leaves
+    every other video's scores as they were."""
+    results = fcsl.compute_csl(scratch, "phase", "r", embeddings_field="emb", **FAST)
+    assert fcsl.changed_videos(scratch, "r") == []
+    before = snapshot(scratch)
+    assert len(fcsl.refresh_scores(scratch, "r").videos) == 0
+    assert snapshot(scratch) == before  # nothing to do, nothing written
+
+    sample = scratch.match(F("injected") == "mislabel").first()
+    wrong = [f.frame_number for f in sample.frames.values() if f["phase_error"] is not None]
+    assert wrong
+    csl_before = {n: sample.frames[n]["r"] for n in wrong}
+    other_scores = dict(zip(*scratch.exclude([sample.id]).values(["id", "frames.r"])))
+    for n in wrong:  # the reviewer's fix
+        frame = sample.frames[n]
+        frame["phase"].label = frame["phase_clean"].label
+    sample.save()
+    assert fcsl.changed_videos(scratch, "r") == [sample.id]
+
+    refreshed = fcsl.refresh_scores(scratch, "r")
+    assert list(refreshed.videos) == [sample.id]
+    sample.reload()
+    assert np.mean([sample.frames[n]["r"] for n in wrong]) < np.mean(list(csl_before.values()))
+    assert dict(zip(*scratch.exclude([sample.id]).values(["id", "frames.r"]))) == other_scores
+    assert fcsl.changed_videos(scratch, "r") == []
+    assert len(fcsl.load_csl_results(scratch, "r").videos) == len(results.videos)
