@@ -180,7 +180,13 @@ def main():
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "learned.json"))
+    parser.add_argument("--table", action="store_true", help="print the tables of the stored results and exit")
     args = parser.parse_args()
+    if args.table:
+        with open(args.out) as f:
+            rows = json.load(f)["runs"]
+        print(markdown(rows, list(dict.fromkeys((r["source"], r["condition"]) for r in rows))))
+        return
     runs = [tuple(r.split("/")) for r in args.runs]
     if args.quick:
         args.seeds, args.epochs, runs = [0], 8, [("hard", "three_weak")]
@@ -188,6 +194,7 @@ def main():
     for source, condition in runs:
         for seed in args.seeds:
             rows.append(run_one(source, condition, seed, args.epochs, args.folds))
+            _save(args, rows)  # after every run, so an interrupted benchmark keeps what it measured
             r, at = rows[-1], rows[-1]["flags"]["ln_c"]
             print(
                 f"[learned] {source} {condition} seed {seed}: error_prob "
@@ -197,6 +204,9 @@ def main():
                 flush=True,
             )
     print(markdown(rows, runs))
+
+
+def _save(args, rows):
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"command": " ".join(["python", "benchmarks/learned.py", *sys.argv[1:]]), "runs": rows}, f,
