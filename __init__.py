@@ -19,7 +19,14 @@ gathers them.
 # tests) is not needed there.
 if __package__:
     from .operators.replay import queue_replay_shards
-    from .plugin.access import copy_csl_run, delete_csl_run, load_csl_results, run_summary
+    from .plugin.access import (
+        copy_csl_run,
+        delete_csl_run,
+        export_suspects,
+        load_csl_results,
+        run_summary,
+        suspect_table,
+    )
     from .plugin.corrupt import inject_errors
     from .plugin.evaluation import evaluate_detection
     from .plugin.pipeline import CSLResults, compute_csl_arrays
@@ -48,11 +55,13 @@ __all__ = [
     "compute_features",
     "delete_csl_run",
     "evaluate_detection",
+    "export_suspects",
     "flag_errors",
     "inject_errors",
     "list_csl_runs",
     "queue_replay_shards",
     "select_frames_for_review",
+    "suspect_table",
     "load_csl_results",
     "refresh_scores",
     "register",

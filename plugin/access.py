@@ -1,4 +1,4 @@
-"""Reading, copying and deleting registered runs.
+"""Reading, exporting, copying and deleting registered runs.
 
 Everything here goes through the run record (:mod:`~fiftyone_csl.plugin.record`):
 files are read only from the run's own, verified version, and deleting
@@ -143,3 +143,61 @@ def copy_csl_run(samples, csl_field: str = "csl", run_dir: str | None = None) ->
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return version
+
+
+EXPORT_COLUMNS = (
+    "sample_id", "filepath", "first_frame", "last_frame", "error_type", "given_label", "suggested_label",
+    "suggested_boundary", "mean_csl", "max_csl", "segment_id",
+)  # fmt: skip
+
+
+def suspect_table(samples, csl_field: str = "csl") -> list:
+    """The suspect segments of run ``csl_field`` on ``samples`` as rows (dicts
+    with :data:`EXPORT_COLUMNS`), worst (highest mean CSL) first: what an
+    annotation team needs to fix them."""
+    dataset = samples._dataset
+    writeback.ensure_consistent(dataset, csl_field)
+    names = RunNames.of(get_run_config(dataset, csl_field))
+    ids, paths, detections = samples.values(["id", "filepath", f"{names.errors_field}.detections"])
+    rows = []
+    for sid, path, dets in zip(ids, paths, detections):
+        for d in dets or []:
+            rows.append(
+                dict(
+                    sample_id=sid, filepath=path, first_frame=int(d.support[0]), last_frame=int(d.support[1]),
+                    error_type=d.label, given_label=d["given_label"], suggested_label=d["suggested_label"],
+                    suggested_boundary=d["suggested_boundary"], mean_csl=round(float(d["mean_csl"]), 4),
+                    max_csl=round(float(d["max_csl"]), 4), segment_id=d.id,
+                )
+            )  # fmt: skip
+    return sorted(rows, key=lambda r: -r["mean_csl"])
+
+
+def export_suspects(samples, path: str, csl_field: str = "csl") -> int:
+    """Writes the suspect segments of run ``csl_field`` on ``samples`` to
+    ``path``: CSV (``.csv``) or JSON (``.json``, a list of objects), one row
+    per segment with :data:`EXPORT_COLUMNS`, worst first. Frame numbers are
+    1-based and inclusive, as in FiftyOne. Returns the number of rows.
+
+    For annotation tools that read FiftyOne directly, the saved view
+    ``<csl_field>-suspect-clips`` holds one clip per suspect segment.
+    """
+    import csv
+    import json
+
+    if not isinstance(path, str) or not path.endswith((".csv", ".json")):
+        raise CSLError(f"path must end in .csv or .json; got {path!r}")
+    rows = suspect_table(samples, csl_field)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CSLError(f"folder {folder} does not exist")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        if path.endswith(".json"):
+            json.dump(rows, f, indent=1)
+        else:
+            writer = csv.DictWriter(f, fieldnames=EXPORT_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    os.replace(tmp, path)
+    return len(rows)
