@@ -59,20 +59,31 @@ def _now():
 
 
 def pid_alive(pid: int) -> bool:
+    """True if process ``pid`` runs on this host (a zombie, killed but not yet
+    reaped by its parent, is dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def holder_is_dead(doc: dict) -> bool:
-    """True if a lock document's holder has expired or is a dead process on this host."""
-    if doc.get("expires_at") is not None and doc["expires_at"] < _now():
-        return True
-    return doc.get("host") == host_id() and not pid_alive(int(doc.get("pid", -1)))
+    """True if a lock document's holder is a dead process on this host, or
+    holds it from another host and has not renewed it within the TTL.
+
+    A live process on this host keeps its lock even when its renewals are
+    late: on a loaded machine the renewing thread can wait for the CPU longer
+    than the TTL, and taking the lock over then would let two writers in."""
+    if doc.get("host") == host_id():
+        return not pid_alive(int(doc.get("pid", -1)))
+    return doc.get("expires_at") is not None and doc["expires_at"] < _now()
 
 
 class Lock:
