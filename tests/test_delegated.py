@@ -76,7 +76,8 @@ def test_replay_shards_run_by_two_workers_write_every_video_once(scratch):
     print("shards run per worker:", [log.count("Running operation") for log in logs])
 
     states = [service.get(op.id).run_state for op in ops]
-    assert states == [ExecutionRunState.COMPLETED] * 4, states
+    errors = [getattr(service.get(op.id).result, "error", None) for op in ops]
+    assert states == [ExecutionRunState.COMPLETED] * 4, (states, errors, logs)
     scratch.reload()
     assert scratch.count("frames") == frames_before  # no frame created or duplicated
     assert scratch.count("frames.sh") == scratch.count("frames.phase")
