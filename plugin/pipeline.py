@@ -18,7 +18,7 @@ from . import flags as fcflags
 from . import scores as fcscores
 from . import sequences as fcseq
 from . import train as fctrain
-from .options import check_choice, check_threshold, make_train_config
+from .options import check_choice, check_simulation, check_threshold, make_train_config
 from .record import Manifest
 from .replay import PRECISIONS, Replayer, Trajectory, autocast_context, load_trajectory
 from .utils import CSLError, StagedProgress, atomic_save_npz, resolve_device
@@ -353,6 +353,7 @@ def compute_csl_arrays(
     peer_scores = check_peer_scores(peer_scores, fiftyone=False)
     config = make_train_config("compute_csl_arrays", **train_kwargs)
     check_choice("precision", precision, PRECISIONS)
+    check_simulation(simulation, target_precision)
     threshold = check_threshold(threshold)
     sequences = fcseq.sequences_from_arrays(features, labels, names)
     if not sequences:

@@ -86,12 +86,15 @@ def replay_checkpoints(
     if prepared.in_dim != manifest.in_dim:
         raise CSLError(f"features have dimension {prepared.in_dim}; the run's models expect {manifest.in_dim}")
     store = RunStore.of(config)
-    replay_manifest = dataclasses.replace(
-        manifest, trajectories={}, error_probs={}, simulation=None,
-        files={k: v for k, v in manifest.files.items() if not k.startswith(("trajectories/", "error_probs/"))},
-    )  # fmt: skip
     progress = StagedProgress(progress, {"features": 4, "replay": 1.5, "write": 0.5})
     with dataset_lock(dataset):  # the version cannot be replaced while its checkpoints are linked
+        # read the current version under the lock: another replay may have committed since the checks
+        config = get_run_config(dataset, csl_field)
+        manifest = load_manifest(dataset, config)
+        replay_manifest = dataclasses.replace(
+            manifest, trajectories={}, error_probs={}, simulation=None,
+            files={k: v for k, v in manifest.files.items() if not k.startswith(("trajectories/", "error_probs/"))},
+        )  # fmt: skip
         staging = store.staging()
         store.inherit(
             staging, config.run_dir, manifest, keep=lambda rel: not rel.startswith(("trajectories/", "error_probs/"))
