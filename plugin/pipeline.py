@@ -229,14 +229,21 @@ def score_video(sample_id, frame_numbers, labels, trajectory, manifest, folds, t
     bad = [n for n, v in scores.items() if not np.isfinite(v).all()]
     if bad:
         raise CSLError(f"scores {bad} of {sample_id} are not finite; nothing was written")
-    segments = fcflags.suspect_segments(
-        sample_id, frame_numbers, labels, scores["csl"], trajectory.mean_probs, manifest.classes, threshold
-    )
+    segments = flag_video(sample_id, frame_numbers, labels, scores["csl"], trajectory.mean_probs, manifest, folds,
+                          threshold)  # fmt: skip
+    return VideoScores(sample_id, frame_numbers, labels, scores, segments, path, None if path else trajectory)
+
+
+def flag_video(sample_id, frame_numbers, labels, csl, mean_probs, manifest, folds, threshold) -> list:
+    """Suspect segments of one video at ``threshold``; a segment whose given
+    label the scoring checkpoints (those of ``folds``) never trained on is
+    typed ``unseen_class``."""
+    segments = fcflags.suspect_segments(sample_id, frame_numbers, labels, csl, mean_probs, manifest.classes, threshold)
     unseen = {manifest.classes[c] for c in manifest.unseen_classes(folds)}
     for segment in segments:
         if segment.given_label in unseen:
             segment.error_type = UNSEEN_CLASS
-    return VideoScores(sample_id, frame_numbers, labels, scores, segments, path, None if path else trajectory)
+    return segments
 
 
 def score_from_files(run_dir, manifest: Manifest, sample_ids, threshold, peer_scores) -> dict:
@@ -261,11 +268,11 @@ def score_from_files(run_dir, manifest: Manifest, sample_ids, threshold, peer_sc
 
 
 def simulate_and_flag(run_dir, manifest: Manifest, sequences, config, device, precision, progress, videos,
-                      threshold, peer_scores, target_precision) -> tuple:  # fmt: skip
+                      threshold, target_precision) -> tuple:  # fmt: skip
     """Runs the simulation beside a run (:mod:`~fiftyone_csl.plugin.simulation`)
     and flags the run again with its threshold (``threshold`` None: the one
-    aimed at ``target_precision``). Returns ``(videos, report)``; each video's
-    scores gain ``"error_prob"``."""
+    aimed at ``target_precision``). Returns ``(videos, simulation)``; each
+    video's scores gain ``"error_prob"``, its segments follow the threshold."""
     from .simulation import run_simulation
 
     sim = run_simulation(
@@ -273,16 +280,11 @@ def simulate_and_flag(run_dir, manifest: Manifest, sequences, config, device, pr
         threshold, target_precision,
     )  # fmt: skip
     route = manifest.fold_router()
-    out = {}
-    for s in sequences:
-        v = videos[s.sample_id]
-        trajectory = v.trajectory
-        new = score_video(s.sample_id, v.frame_numbers, v.labels, trajectory, manifest, route(s.sample_id),
-                          sim.report["threshold"], peer_scores, v.trajectory_path)  # fmt: skip
-        new.scores[ERROR_PROB] = sim.error_prob[s.sample_id]
-        new.error_kind = sim.error_kind[s.sample_id]
-        out[s.sample_id] = new
-    return out, sim
+    for sid, v in videos.items():  # the scores stand; only the flags follow the new threshold
+        v.segments = flag_video(sid, v.frame_numbers, v.labels, v.scores["csl"], v.trajectory.mean_probs, manifest,
+                                route(sid), sim.report["threshold"])  # fmt: skip
+        v.scores[ERROR_PROB], v.error_kind = sim.error_prob[sid], sim.error_kind[sid]
+    return videos, sim
 
 
 def save_error_probs(run_dir, manifest: Manifest, videos: dict, sim) -> None:
@@ -393,7 +395,7 @@ def compute_csl_arrays(
         if simulation:
             videos, sim = simulate_and_flag(
                 run_dir, manifest, sequences, config, torch_device, precision, progress, videos,
-                None if threshold == "auto" else threshold_value, peer_scores, target_precision,
+                None if threshold == "auto" else threshold_value, target_precision,
             )  # fmt: skip
             threshold_value, manifest.simulation = sim.report["threshold"], sim.report
         if owned:  # the trajectories go with the folder: keep them in memory

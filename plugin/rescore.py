@@ -91,14 +91,16 @@ def replay_checkpoints(
         # read the current version under the lock: another replay may have committed since the checks
         config = get_run_config(dataset, csl_field)
         manifest = load_manifest(dataset, config)
+
+        def shared(rel):  # what the replay keeps of the version: not the per-video files it writes again
+            return not rel.startswith(("trajectories/", "error_probs/"))
+
         replay_manifest = dataclasses.replace(
             manifest, trajectories={}, error_probs={}, simulation=None,
-            files={k: v for k, v in manifest.files.items() if not k.startswith(("trajectories/", "error_probs/"))},
+            files={k: v for k, v in manifest.files.items() if shared(k)},
         )  # fmt: skip
         staging = store.staging()
-        store.inherit(
-            staging, config.run_dir, manifest, keep=lambda rel: not rel.startswith(("trajectories/", "error_probs/"))
-        )
+        store.inherit(staging, config.run_dir, manifest, keep=shared)
     try:
         attach_features(prepared, torch_device, cache_dir, progress)
         videos = replay_and_score(
@@ -203,7 +205,8 @@ def refresh_scores(samples, csl_field: str = "csl", device: str = "auto", precis
     changed = changed_videos(samples, csl_field)
     config = get_run_config(samples._dataset, csl_field)
     if not changed:
-        return CSLResults(csl_field, config.run_dir, config.classes, config.threshold, {})
+        threshold = fcflags.resolve_threshold(config.threshold, len(config.classes))
+        return CSLResults(csl_field, config.run_dir, config.classes, threshold, {})
     return replay_checkpoints(
         samples.select(changed), csl_field, device=device, precision=precision, cache_dir=cache_dir, progress=progress
     )

@@ -369,7 +369,7 @@ def _audit(
             if simulation:
                 videos, sim = simulate_and_flag(
                     staging, manifest, plan.prepared.sequences, plan.config, plan.device, precision, progress,
-                    videos, None if threshold == "auto" else threshold_value, peer_scores, target_precision,
+                    videos, None if threshold == "auto" else threshold_value, target_precision,
                 )  # fmt: skip
                 threshold_value = sim.report["threshold"]
                 save_error_probs(staging, manifest, videos, sim)
