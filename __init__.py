@@ -28,6 +28,7 @@ if __package__:
         suspect_table,
     )
     from .plugin.corrupt import inject_errors
+    from .plugin.decisions import list_decisions, review_segment, review_segments, suspect_segments, undo_review
     from .plugin.evaluation import evaluate_detection
     from .plugin.pipeline import CSLResults, compute_csl_arrays
     from .plugin.record import list_csl_runs
@@ -59,13 +60,18 @@ __all__ = [
     "flag_errors",
     "inject_errors",
     "list_csl_runs",
+    "list_decisions",
     "queue_replay_shards",
     "select_frames_for_review",
+    "suspect_segments",
     "suspect_table",
     "load_csl_results",
     "refresh_scores",
     "register",
     "replay_checkpoints",
+    "review_segment",
+    "review_segments",
     "run_summary",
     "train_checkpoints",
+    "undo_review",
 ]

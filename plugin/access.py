@@ -57,7 +57,9 @@ def run_summary(samples, csl_field: str = "csl") -> dict:
     second of decoding and of the backbone), the flag threshold and, for a
     run with ``simulation=True``, ``simulation``: the estimated number of
     errors, the threshold aimed at the target precision, whether the target
-    was reached, and the ``estimated_precision`` of the current flags."""
+    was reached, and the ``estimated_precision`` of the current flags;
+    ``review``: what reviewers decided so far (see
+    :func:`~fiftyone_csl.plugin.decisions.review_counts`), for a scored run."""
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
     config = get_run_config(dataset, csl_field)
@@ -71,6 +73,11 @@ def run_summary(samples, csl_field: str = "csl") -> dict:
     summary["feature_stats"] = manifest.feature_stats
     summary["threshold"] = config.threshold
     summary["simulation"] = _simulation_summary(manifest.simulation, config.threshold)
+    if config.state == "scored":
+        from .decisions import ensure_consistent, review_counts
+
+        ensure_consistent(dataset, csl_field)
+        summary["review"] = review_counts(dataset, csl_field)
     return summary
 
 
@@ -147,7 +154,7 @@ def copy_csl_run(samples, csl_field: str = "csl", run_dir: str | None = None) ->
 
 EXPORT_COLUMNS = (
     "sample_id", "filepath", "first_frame", "last_frame", "error_type", "given_label", "suggested_label",
-    "suggested_boundary", "mean_csl", "max_csl", "segment_id",
+    "suggested_boundary", "mean_csl", "max_csl", "segment_id", "review", "reviewed_at", "queue_rank",
 )  # fmt: skip
 
 
@@ -176,8 +183,9 @@ def suspect_table(samples, csl_field: str = "csl") -> list:
 def export_suspects(samples, path: str, csl_field: str = "csl") -> int:
     """Writes the suspect segments of run ``csl_field`` on ``samples`` to
     ``path``: CSV (``.csv``) or JSON (``.json``, a list of objects), one row
-    per segment with :data:`EXPORT_COLUMNS`, worst first. Frame numbers are
-    1-based and inclusive, as in FiftyOne. Returns the number of rows.
+    per segment with :data:`EXPORT_COLUMNS` (with the review decision
+    covering it, if any), worst first. Frame numbers are 1-based and
+    inclusive, as in FiftyOne. Returns the number of rows.
 
     For annotation tools that read FiftyOne directly, the saved view
     ``<csl_field>-suspect-clips`` holds one clip per suspect segment.
@@ -187,7 +195,9 @@ def export_suspects(samples, path: str, csl_field: str = "csl") -> int:
 
     if not isinstance(path, str) or not path.endswith((".csv", ".json")):
         raise CSLError(f"path must end in .csv or .json; got {path!r}")
-    rows = suspect_table(samples, csl_field)
+    from .decisions import suspect_segments
+
+    rows = suspect_segments(samples, csl_field)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise CSLError(f"folder {folder} does not exist")

@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from .locks import host_id, pid_alive
 from .utils import CSLError, sha256_file
@@ -44,6 +44,7 @@ class RunNames:
     key: str
     peer_scores: tuple = ()
     review: bool = False
+    decisions: bool = False
 
     def score_field(self, name: str) -> str:
         """``csl`` -> ``<key>``, ``csl_smooth`` -> ``<key>_smooth``, ``aum`` -> ``<key>_aum``."""
@@ -93,17 +94,32 @@ class RunNames:
     def review_view(self):
         return f"{self.key}-review-queue"
 
+    @property
+    def decisions_field(self):
+        """Sample-level ``TemporalDetections``: one per review decision, with
+        the labels it replaced (the history that undo restores)."""
+        return f"{self.key}_decisions"
+
+    @property
+    def decision_frame_field(self):
+        """Frame-level: the decision that covers the frame, if any."""
+        return f"{self.key}_decision"
+
     def frame_fields(self) -> list:
         out = [self.score_field(n) for n in ["csl", *self.peer_scores]]
         if "mistakenness" in self.peer_scores:  # the brain scores predictions stored here
             out.append(self.predictions_field)
         if self.review:
             out.append(self.review_priority_field)
+        if self.decisions:
+            out.append(self.decision_frame_field)
         return out
 
     def sample_fields(self) -> list:
         out = [self.max_field, self.mean_field, self.errors_field]
-        return out + [self.review_first_field] if self.review else out
+        if self.review:
+            out.append(self.review_first_field)
+        return out + [self.decisions_field] if self.decisions else out
 
     def fields(self) -> dict:
         """``{"frames": [...], "samples": [...]}``: every field the run writes."""
@@ -118,12 +134,18 @@ class RunNames:
         return out + [self.review_view] if self.review else out
 
     def with_review(self) -> "RunNames":
-        return RunNames(self.key, self.peer_scores, True)
+        return replace(self, review=True)
+
+    def with_decisions(self) -> "RunNames":
+        return replace(self, decisions=True)
 
     @classmethod
     def of(cls, config) -> "RunNames":
         """The names a registered run owns, from its run config."""
-        return cls(config.csl_field, tuple(config.peer_scores or ()), bool(getattr(config, "review", None)))
+        return cls(
+            config.csl_field, tuple(config.peer_scores or ()), bool(getattr(config, "review", None)),
+            bool(getattr(config, "decisions", None)),
+        )  # fmt: skip
 
 
 def existing_paths(dataset, paths) -> list:

@@ -71,7 +71,7 @@ def replay_checkpoints(
     torch_device = resolve_device(check_device(device))
     autocast_context(torch_device, precision)
     label_field = label_field or manifest.label_field
-    names = RunNames(csl_field, tuple(peer_scores), bool(getattr(config, "review", None)))
+    names = dataclasses.replace(RunNames.of(config), peer_scores=tuple(peer_scores))
     owned = RunNames.of(config)
     label_path = fcfields.label_path(dataset, label_field)
     if label_path in names.paths():

@@ -268,8 +268,9 @@ def select_frames_for_review(
     ``frames.<csl_field>_review_priority`` (1 = review first, on the selected
     frames only), ``<csl_field>_review_first`` on videos (their most urgent
     frame's priority) and the saved view ``<csl_field>-review-queue`` (videos
-    with selected frames, showing only those frames, most urgent first). A
-    new selection replaces the run's previous one.
+    with selected frames, showing only those frames, most urgent first;
+    frames covered by a review decision leave it). A new selection replaces
+    the run's previous one.
 
     Args:
         samples: videos of a scored run (a Dataset or view)
@@ -371,7 +372,9 @@ def select_frames_for_review(
         dataset.set_values(
             names.review_first_field, {sid: min(r.values()) for sid, r in per_video.items()}, key_field="id"
         )
-        queue = dataset.match_frames(F(names.review_priority_field) != None).sort_by(names.review_first_field)  # noqa: E711
+        # frames a reviewer has decided leave the queue as the decisions are written
+        queued = (F(names.review_priority_field) != None) & (F(names.decision_frame_field) == None)  # noqa: E711
+        queue = dataset.match_frames(queued).sort_by(names.review_first_field)
         if tag:
             queue.tag_labels(tag, label_fields=[fcfields.label_path(dataset, manifest.label_field)])
             queue.tag_samples(tag)

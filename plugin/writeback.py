@@ -134,8 +134,12 @@ def commit(
             before_journal()
         for name in ("review", "warnings"):
             extra.setdefault(name, getattr(current, name, None) if not replace and current else None)
+        # review decisions hold the history of the labels they changed: a new run keeps them too
+        extra.setdefault("decisions", getattr(current, "decisions", None) if current else None)
         if extra["review"]:
             names = names.with_review()
+        if extra["decisions"]:
+            names = names.with_decisions()
         entry = dict(
             _id=_journal_id(dataset, names.key),
             run=run_kwargs(names, state, version, manifest_sha, manifest, threshold=threshold, **extra),
@@ -180,7 +184,7 @@ def _merge(dataset, store, staging, manifest, current, previous) -> Manifest:
 def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
     """Step 4 and 5 of a commit; every step can be repeated."""
     run = entry["run"]
-    names = RunNames(run["csl_field"], tuple(run["peer_scores"]), bool(run.get("review")))
+    names = RunNames(run["csl_field"], tuple(run["peer_scores"]), bool(run.get("review")), bool(run.get("decisions")))
     old = RunNames(**entry["old_names"]) if entry.get("old_names") else None
     previous_results = _stored_summary(dataset, names.key) if entry.get("keep_evaluation") else {}
     if old is not None:

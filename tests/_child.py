@@ -2,7 +2,7 @@
 
     python _child.py <dataset> <call> <kill_at> <json kwargs> [<barrier file>]
 
-``call`` is ``compute_csl``, ``train_checkpoints`` or ``replay_checkpoints``;
+``call`` is an SDK function (``compute_csl``, ``replay_checkpoints``, ``review_segment``, ...);
 ``kill_at`` names the point where the process SIGKILLs itself (``none``: run
 to the end). The process prints ``OK`` on success or ``CSLError: ...``. With
 a barrier file, it waits for the file to exist before the call, so two
@@ -36,7 +36,7 @@ def _after(module, name, count=1):
 
 
 def install(kill_at: str) -> None:
-    from fiftyone_csl.plugin import features, fields, pipeline, record, steps, train, writeback
+    from fiftyone_csl.plugin import decisions, features, fields, pipeline, record, steps, train, writeback
 
     if kill_at == "features":  # the backbone has featurised the first video
         _after(features, "video_features")
@@ -58,6 +58,8 @@ def install(kill_at: str) -> None:
             return original(self, keep)
 
         record.RunStore.cleanup = cleanup
+    elif kill_at == "decision":  # the decision's journal entry exists; no label changed yet
+        decisions._apply = lambda *args, **kwargs: _die()
     elif kill_at != "none":
         raise SystemExit(f"unknown kill point {kill_at}")
     del steps, writeback
@@ -83,6 +85,24 @@ def hold_commits(barrier):
     steps.writeback = writeback
 
 
+def hold_decisions(barrier):
+    """Makes a review decision wait, once it is about to write, until
+    ``barrier`` exists (announcing itself with ``<barrier>.<pid>``)."""
+    if not barrier:
+        return
+    from fiftyone_csl.plugin import decisions
+
+    original = decisions._apply
+
+    def apply(*args, **kwargs):
+        open(f"{barrier}.{os.getpid()}", "w").close()
+        while not os.path.exists(barrier):
+            time.sleep(0.005)
+        return original(*args, **kwargs)
+
+    decisions._apply = apply
+
+
 def main():
     name, call, kill_at, kwargs = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
     barrier = sys.argv[5] if len(sys.argv) > 5 else None
@@ -91,6 +111,7 @@ def main():
 
     install(kill_at)
     hold_commits(os.environ.get("FCSL_COMMIT_BARRIER"))
+    hold_decisions(os.environ.get("FCSL_DECISION_BARRIER"))
     dataset = fo.load_dataset(name)
     if barrier:
         while not os.path.exists(barrier):

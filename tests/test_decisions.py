@@ -1,0 +1,229 @@
+"""Review decisions on suspect segments: accept, keep, relabel, mark
+reviewed; every label change undoable; state counted, exported and skipped
+by the review queue; a killed decision finished by the next call; two
+processes deciding at once lose nothing."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import fiftyone_csl as fcsl
+import pytest
+from _common import snapshot
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture()
+def reviewable(audited):
+    """A clone of the audited demo with its own copy of run 'csl'."""
+    dataset = audited[0].clone()
+    fcsl.copy_csl_run(dataset, "csl")
+    yield dataset
+    fcsl.delete_csl_run(dataset, "csl")
+    dataset.delete()
+
+
+def labels_of(dataset):
+    dataset.reload()
+    return dict(zip(*dataset.values(["id", "frames.phase.label"])))
+
+
+def frames_of(dataset, sid):
+    ids, numbers = dataset.values(["id", "frames.frame_number"])
+    return dict(zip(ids, numbers))[sid]
+
+
+def with_suggestion(dataset):
+    rows = [r for r in fcsl.suspect_segments(dataset, "csl") if r["suggested_label"] not in (None, r["given_label"])]
+    assert len(rows) >= 2, "the audited demo needs two suspect segments with a suggestion"
+    return rows
+
+
+def test_accept_writes_the_suggestion_on_the_segment_only_and_undo_restores_it(reviewable):
+    before = labels_of(reviewable)
+    row = with_suggestion(reviewable)[0]
+    sid, first, last = row["sample_id"], row["first_frame"], row["last_frame"]
+    decision = fcsl.review_segment(reviewable, "csl", sid, first, last, "accept")
+    assert decision["decision"] == "accepted" and decision["new_label"] == row["suggested_label"]
+    after = labels_of(reviewable)
+    numbers = frames_of(reviewable, sid)
+    for n, old, new in zip(numbers, before[sid], after[sid]):
+        inside = first <= n <= last and old is not None
+        assert new == (row["suggested_label"] if inside else old), n
+    assert all(after[s] == before[s] for s in before if s != sid)
+    assert decision["changed_frames"] == [n for n, old in zip(numbers, before[sid])
+                                          if first <= n <= last and old not in (None, row["suggested_label"])]
+    states = dict(zip(numbers, reviewable.select(sid).values("frames.csl_decision")[0]))
+    assert {n for n, s in states.items() if s == "accepted"} == set(range(first, last + 1)) & set(numbers)
+    assert [d["decision_id"] for d in fcsl.list_decisions(reviewable, "csl")] == [decision["decision_id"]]
+    remaining = fcsl.suspect_segments(reviewable, "csl", include_reviewed=False)
+    assert row["segment_id"] not in {r["segment_id"] for r in remaining}
+    review = fcsl.run_summary(reviewable, "csl")["review"]
+    assert (review["reviewed"], review["confirmed_errors"], review["false_alarms"]) == (1, 1, 0)
+    assert fcsl.changed_videos(reviewable, "csl") == [sid]
+
+    undone = fcsl.undo_review(reviewable, "csl")
+    assert undone["decision_id"] == decision["decision_id"]
+    assert labels_of(reviewable) == before
+    assert fcsl.list_decisions(reviewable, "csl") == []
+    assert set(reviewable.select(sid).values("frames.csl_decision")[0]) == {None}
+    assert fcsl.changed_videos(reviewable, "csl") == []
+    with pytest.raises(fcsl.CSLError, match="no review decision to undo"):
+        fcsl.undo_review(reviewable, "csl")
+
+
+def test_keep_relabel_and_reviewed_are_counted_and_exported(reviewable, tmp_path):
+    before = labels_of(reviewable)
+    rows = fcsl.suspect_segments(reviewable, "csl")
+    assert len(rows) >= 3
+    classes = fcsl.load_csl_results(reviewable.limit(1), "csl").classes
+    keep, relabel, look = rows[0], rows[1], rows[2]
+    fcsl.review_segment(reviewable, "csl", keep["sample_id"], keep["first_frame"], keep["last_frame"], "keep")
+    assert labels_of(reviewable) == before  # a false alarm changes no label
+    other = next(c for c in classes if c != relabel["given_label"])
+    fcsl.review_segment(
+        reviewable, "csl", relabel["sample_id"], relabel["first_frame"], relabel["last_frame"], "relabel", other
+    )
+    fcsl.review_segment(reviewable, "csl", look["sample_id"], look["first_frame"], look["last_frame"], "reviewed")
+    after = labels_of(reviewable)
+    numbers = frames_of(reviewable, relabel["sample_id"])
+    assert [lab for n, lab in zip(numbers, after[relabel["sample_id"]])
+            if relabel["first_frame"] <= n <= relabel["last_frame"] and lab is not None] != []  # fmt: skip
+    assert all(
+        lab == other for n, lab in zip(numbers, after[relabel["sample_id"]])
+        if relabel["first_frame"] <= n <= relabel["last_frame"] and lab is not None
+    )  # fmt: skip
+    review = fcsl.run_summary(reviewable, "csl")["review"]
+    assert review["reviewed"] == 3 and review["kept"] == 1 and review["relabelled"] == 1
+    assert review["confirmed_errors"] == 1 and review["false_alarms"] == 1 and review["precision_of_decided"] == 0.5
+    assert review["remaining"] == len(rows) - 3
+    path = str(tmp_path / "suspects.json")
+    fcsl.export_suspects(reviewable, path)
+    with open(path) as f:
+        states = {r["segment_id"]: r["review"] for r in json.load(f)}
+    assert states[keep["segment_id"]] == "kept" and states[relabel["segment_id"]] == "relabelled"
+    assert states[look["segment_id"]] == "reviewed"
+    assert sum(s is None for s in states.values()) == len(rows) - 3
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(action="approve"), "action must be one of"),
+        (dict(action="relabel", label="no-such-class"), "among the run's classes"),
+        (dict(action="keep", label="x"), "only for action 'relabel'"),
+        (dict(action="accept", first=1, last=2), "no suspect segment at frames 1-2"),
+        (dict(action="keep", first=5, last=3), "first <= last"),
+        (dict(action="keep", sample_id="0" * 24), "no video with id"),
+    ],
+)
+def test_bad_decisions_change_nothing(reviewable, kwargs, message):
+    row = fcsl.suspect_segments(reviewable, "csl")[0]
+    call = dict(sample_id=row["sample_id"], first=row["first_frame"], last=row["last_frame"])
+    call.update(kwargs)
+    before = snapshot(reviewable)
+    with pytest.raises(fcsl.CSLError, match=message):
+        fcsl.review_segment(reviewable, "csl", **call)
+    assert snapshot(reviewable) == before
+    assert not reviewable.has_field("csl_decisions")
+
+
+def test_undo_refuses_what_would_lose_a_later_change(reviewable):
+    row = with_suggestion(reviewable)[0]
+    sid, first, last = row["sample_id"], row["first_frame"], row["last_frame"]
+    accepted = fcsl.review_segment(reviewable, "csl", sid, first, last, "accept")
+    classes = fcsl.load_csl_results(reviewable.limit(1), "csl").classes
+    other = next(c for c in classes if c not in (row["suggested_label"], row["given_label"]))
+    fcsl.review_segment(reviewable, "csl", sid, first, first, "relabel", other)
+    state = labels_of(reviewable)
+    with pytest.raises(fcsl.CSLError, match="newer decision"):
+        fcsl.undo_review(reviewable, "csl", accepted["decision_id"])
+    assert labels_of(reviewable) == state
+    fcsl.undo_review(reviewable, "csl")  # the newest first, then the older one
+    # a label changed by hand since the decision: undo refuses rather than overwrite it
+    sample = reviewable[sid]
+    frame = sample.frames[accepted["changed_frames"][0]]
+    frame["phase"].label = other
+    sample.save()
+    state = labels_of(reviewable)
+    with pytest.raises(fcsl.CSLError, match="changed since"):
+        fcsl.undo_review(reviewable, "csl")
+    assert labels_of(reviewable) == state
+
+
+def test_decisions_survive_a_refresh_and_the_queue_skips_decided_frames(reviewable):
+    queue_picks = fcsl.select_frames_for_review(reviewable, "csl", budget=10, mode="csl")
+    queue = reviewable.load_saved_view("csl-review-queue")
+    queued_before = queue.count("frames")
+    row = with_suggestion(reviewable)[0]
+    sid, first, last = row["sample_id"], row["first_frame"], row["last_frame"]
+    in_segment = [n for s, n in queue_picks if s == sid and first <= n <= last]
+    csl_before = dict(zip(frames_of(reviewable, sid), reviewable.select(sid).values("frames.csl")[0]))
+    decision = fcsl.review_segment(reviewable, "csl", sid, first, last, "accept")
+    assert reviewable.load_saved_view("csl-review-queue").count("frames") == queued_before - len(in_segment)
+    ordered = fcsl.suspect_segments(reviewable, "csl", order="queue")
+    ranks = [r["queue_rank"] for r in ordered if r["queue_rank"] is not None]
+    assert ranks == sorted(ranks)
+
+    fcsl.refresh_scores(reviewable, "csl")
+    assert [d["decision_id"] for d in fcsl.list_decisions(reviewable, "csl")] == [decision["decision_id"]]
+    csl_after = dict(zip(frames_of(reviewable, sid), reviewable.select(sid).values("frames.csl")[0]))
+    fixed = decision["changed_frames"]
+    assert sum(csl_after[n] for n in fixed) < sum(csl_before[n] for n in fixed)
+    assert reviewable.has_frame_field("csl_decision")
+
+
+def _child(dataset, kill_at, kwargs, env=None):
+    args = [sys.executable, os.path.join(HERE, "_child.py"), dataset.name, "review_segment", kill_at, json.dumps(kwargs)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def test_a_decision_killed_after_its_journal_is_finished_by_the_next_call(reviewable):
+    before = labels_of(reviewable)
+    row = with_suggestion(reviewable)[0]
+    kwargs = dict(csl_field="csl", sample_id=row["sample_id"], first=row["first_frame"], last=row["last_frame"],
+                  action="accept")  # fmt: skip
+    proc = _child(reviewable, "decision", kwargs)
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == -9, out
+    assert labels_of(reviewable) == before  # killed before the first label changed
+    decisions = fcsl.list_decisions(reviewable, "csl")  # the next reader finishes it
+    assert [d["decision"] for d in decisions] == ["accepted"]
+    after = labels_of(reviewable)[row["sample_id"]]
+    numbers = frames_of(reviewable, row["sample_id"])
+    assert {n for n, a, b in zip(numbers, before[row["sample_id"]], after) if a != b} == set(
+        decisions[0]["changed_frames"]
+    )
+    fcsl.undo_review(reviewable, "csl")
+    assert labels_of(reviewable) == before
+
+
+def test_two_processes_deciding_at_once_write_one_at_a_time_and_lose_nothing(reviewable, tmp_path):
+    rows = fcsl.suspect_segments(reviewable, "csl")
+    per_video = {}
+    for r in rows:
+        per_video.setdefault(r["sample_id"], []).append(r)
+    pair = max(per_video.values(), key=len)[:2] if max(map(len, per_video.values())) >= 2 else rows[:2]
+    barrier = str(tmp_path / "go")
+    env = dict(os.environ, FCSL_DECISION_BARRIER=barrier)
+    procs = [
+        _child(reviewable, "none", dict(csl_field="csl", sample_id=r["sample_id"], first=r["first_frame"],
+                                         last=r["last_frame"], action="keep"), env)
+        for r in pair
+    ]  # fmt: skip
+    ready = lambda: [n for n in os.listdir(tmp_path) if n.startswith("go.")]  # noqa: E731
+    deadline = time.monotonic() + 300
+    while not ready() and time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        time.sleep(0.05)
+    time.sleep(3)  # the other process has reached the lock by now (it is not a timing assertion: see below)
+    assert len(ready()) == 1, "both processes were writing at once"
+    open(barrier, "w").close()
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(o.strip().endswith("OK") for o in outs), outs
+    assert len(ready()) == 2
+    reviewable.reload()  # another process changed the run record
+    got = {(d["sample_id"], d["first"], d["last"]) for d in fcsl.list_decisions(reviewable, "csl")}
+    assert got == {(r["sample_id"], r["first_frame"], r["last_frame"]) for r in pair}
