@@ -21,6 +21,7 @@ if __package__:
     from .operators.replay import queue_replay_shards
     from .plugin.access import (
         copy_csl_run,
+        delegated_runs,
         delete_csl_run,
         export_suspects,
         load_csl_results,
@@ -54,6 +55,7 @@ __all__ = [
     "compute_csl_arrays",
     "copy_csl_run",
     "compute_features",
+    "delegated_runs",
     "delete_csl_run",
     "evaluate_detection",
     "export_suspects",

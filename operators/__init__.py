@@ -2,6 +2,7 @@
 call each."""
 
 from .audit import AuditVideoLabels
+from .decide import ReviewSegment, UndoReview
 from .delete import DeleteRun
 from .evaluate import EvaluateDetection
 from .features import ComputeFrameFeatures
@@ -23,6 +24,8 @@ OPERATORS = [
     EvaluateDetection,
     InjectErrors,
     SelectFramesForReview,
+    ReviewSegment,
+    UndoReview,
     DeleteRun,
     CSLTimelinePanel,
 ]

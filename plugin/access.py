@@ -211,3 +211,40 @@ def export_suspects(samples, path: str, csl_field: str = "csl") -> int:
             writer.writerows(rows)
     os.replace(tmp, path)
     return len(rows)
+
+
+PLUGIN_OPERATORS = "@fiftyone-csl/csl/"
+
+
+def delegated_runs(samples, limit: int = 20) -> list:
+    """This plugin's delegated operations on the collection's dataset,
+    newest first: dicts with ``id``, ``operator`` (its name), ``state``
+    (``queued``, ``scheduled``, ``running``, ``completed`` or ``failed``),
+    ``progress`` (0-1 or None), ``label`` (the progress message),
+    ``queued_at`` and ``finished_at`` (ISO strings or None) and ``error``.
+
+    A queued operation runs once a worker (``fiftyone delegated launch``)
+    takes it."""
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    dataset = samples._dataset
+    out = []
+    for op in DelegatedOperationService().list_operations(dataset_id=dataset._doc.id):
+        if not str(op.operator).startswith(PLUGIN_OPERATORS):
+            continue
+        status = getattr(op, "status", None)
+        progress = getattr(status, "progress", None) if status is not None else None
+        label = getattr(status, "label", None) if status is not None else None
+        result = getattr(op, "result", None)
+        finished = op.completed_at or op.failed_at
+        out.append(
+            dict(
+                id=str(op.id), operator=str(op.operator)[len(PLUGIN_OPERATORS) :], state=str(op.run_state),
+                progress=progress, label=label,
+                queued_at=op.queued_at.isoformat(timespec="seconds") if op.queued_at else None,
+                finished_at=finished.isoformat(timespec="seconds") if finished else None,
+                error=getattr(result, "error", None) if result is not None else None,
+            )
+        )  # fmt: skip
+    out.sort(key=lambda r: r["queued_at"] or "", reverse=True)
+    return out[:limit]

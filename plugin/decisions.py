@@ -287,9 +287,7 @@ def undo_review(samples, csl_field: str = "csl", decision_id: str | None = None)
         current = _frame_labels(dataset, target["sample_id"], config.label_field, target["first"], target["last"])
         moved = [f for f in target["changed_frames"] or [] if current.get(f) != target["new_label"]]
         if moved:
-            raise CSLError(
-                f"frames {moved[:5]} changed since the decision was made; nothing was restored"
-            )
+            raise CSLError(f"frames {moved[:5]} changed since the decision was made; nothing was restored")
         entry = dict(
             _id=_journal_id(dataset, csl_field), op="undo", names=asdict(names),
             label_field=config.label_field, decision=target,
@@ -370,10 +368,11 @@ def review_counts(dataset, csl_field: str) -> dict | None:
         near = [d for d in verdicts if d["mean_csl"] <= top] or []
         if len(near) >= 3:
             estimate = round(sum(d["decision"] in CONFIRMED for d in near) / len(near), 3)
+    verdict_count = confirmed + by_kind["kept"]
     return dict(
         reviewed=len(docs), confirmed_errors=confirmed, false_alarms=by_kind["kept"], **by_kind,
         remaining=len(remaining),
-        precision_of_decided=round(confirmed / (confirmed + by_kind["kept"]), 3) if confirmed + by_kind["kept"] else None,
+        precision_of_decided=round(confirmed / verdict_count, 3) if verdict_count else None,
         estimated_precision_remaining=estimate,
     )  # fmt: skip
 
@@ -413,7 +412,10 @@ def suspect_segments(samples, csl_field: str = "csl", order: str = "csl", includ
         ids, numbers, prios = dataset.select(list({r["sample_id"] for r in rows})).values(
             ["id", "frames.frame_number", f"frames.{names.review_priority_field}"]
         )
-        ranks = {sid: {int(f): p for f, p in zip(ns or [], ps or []) if p is not None} for sid, ns, ps in zip(ids, numbers, prios)}
+        ranks = {
+            sid: {int(f): p for f, p in zip(ns or [], ps or []) if p is not None}
+            for sid, ns, ps in zip(ids, numbers, prios)
+        }
     out = []
     for r in rows:
         covering = [

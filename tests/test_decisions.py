@@ -54,8 +54,9 @@ def test_accept_writes_the_suggestion_on_the_segment_only_and_undo_restores_it(r
         inside = first <= n <= last and old is not None
         assert new == (row["suggested_label"] if inside else old), n
     assert all(after[s] == before[s] for s in before if s != sid)
-    assert decision["changed_frames"] == [n for n, old in zip(numbers, before[sid])
-                                          if first <= n <= last and old not in (None, row["suggested_label"])]
+    assert decision["changed_frames"] == [
+        n for n, old in zip(numbers, before[sid]) if first <= n <= last and old not in (None, row["suggested_label"])
+    ]
     states = dict(zip(numbers, reviewable.select(sid).values("frames.csl_decision")[0]))
     assert {n for n, s in states.items() if s == "accepted"} == set(range(first, last + 1)) & set(numbers)
     assert [d["decision_id"] for d in fcsl.list_decisions(reviewable, "csl")] == [decision["decision_id"]]
@@ -177,7 +178,14 @@ def test_decisions_survive_a_refresh_and_the_queue_skips_decided_frames(reviewab
 
 
 def _child(dataset, kill_at, kwargs, env=None):
-    args = [sys.executable, os.path.join(HERE, "_child.py"), dataset.name, "review_segment", kill_at, json.dumps(kwargs)]
+    args = [
+        sys.executable,
+        os.path.join(HERE, "_child.py"),
+        dataset.name,
+        "review_segment",
+        kill_at,
+        json.dumps(kwargs),
+    ]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
@@ -227,3 +235,23 @@ def test_two_processes_deciding_at_once_write_one_at_a_time_and_lose_nothing(rev
     reviewable.reload()  # another process changed the run record
     got = {(d["sample_id"], d["first"], d["last"]) for d in fcsl.list_decisions(reviewable, "csl")}
     assert got == {(r["sample_id"], r["first_frame"], r["last_frame"]) for r in pair}
+
+
+def test_review_operators_decide_one_segment_or_all_and_undo(reviewable):
+    import fiftyone.operators as foo
+
+    uri = "@fiftyone-csl/csl/"
+    before = labels_of(reviewable)
+    row = with_suggestion(reviewable)[0]
+    review, undo = foo.get_operator(uri + "review_segment"), foo.get_operator(uri + "undo_review")
+    one = review(reviewable, "csl", "accept", segment=(row["sample_id"], row["first_frame"], row["last_frame"]))
+    assert one.error is None, one.error_message
+    assert one.result["decisions"] == 1 and one.result["labels_changed"] > 0
+    rest = review(reviewable, "csl", "keep")
+    assert rest.error is None, rest.error_message
+    assert rest.result["decisions"] == len(fcsl.suspect_segments(reviewable, "csl")) - 1
+    assert fcsl.suspect_segments(reviewable, "csl", include_reviewed=False) == []
+    while fcsl.list_decisions(reviewable, "csl"):
+        out = undo(reviewable, "csl")
+        assert out.error is None, out.error_message
+    assert labels_of(reviewable) == before

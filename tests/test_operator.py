@@ -15,6 +15,9 @@ OPERATORS = [
     "evaluate_detection",
     "inject_errors",
     "select_frames_for_review",
+    "refresh_scores",
+    "review_segment",
+    "undo_review",
     "delete_csl_run",
 ]
 
