@@ -30,6 +30,7 @@ class AuditVideoLabels(foo.Operator):
                 common.peer_inputs(ctx, inputs)
                 common.simulation_inputs(ctx, inputs)
                 common.threshold_input(ctx, inputs)
+                common.scheduling_notice(ctx, inputs, common.audit_estimate(ctx))
         return types.Property(inputs, view=types.View(label="CSL: audit video labels"))
 
     def execute(self, ctx):

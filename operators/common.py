@@ -89,25 +89,89 @@ def label_field_input(ctx, inputs, name="label_field", label="Label field") -> b
 
 
 def new_key_input(ctx, inputs, name="csl_field", default="csl") -> bool:
-    """A run key input that must be an identifier; warns when it exists."""
+    """A run key input that must be an identifier and, unless 'overwrite' is
+    ticked, not an existing run: a bad key is marked on the field itself and
+    the form cannot be executed."""
+    key = ctx.params.get(name) or default
+    problem = None
+    if not key.isidentifier():
+        problem = "The run key must be a valid identifier (letters, digits, _)"
+    elif key in ctx.dataset.list_runs() and not ctx.params.get("overwrite"):
+        problem = f"Run '{key}' exists: tick 'overwrite' below to replace it, or choose another key"
     inputs.str(
         name,
         default=default,
         required=True,
         label="Run key / field prefix",
         description="Writes frames.<key>, <key>_max, <key>_mean, <key>_errors and saved views <key>-...",
+        invalid=problem is not None,
+        error_message=problem or "",
     )
-    key = ctx.params.get(name) or default
-    if not key.isidentifier():
-        inputs.view("bad_key", types.Error(label="The run key must be a valid identifier (letters, digits, _)"))
-        return False
-    if key in ctx.dataset.list_runs():
-        inputs.view(
-            "key_exists",
-            types.Warning(label=f"Run '{key}' exists: tick 'overwrite' to replace it"),
-        )
     inputs.bool("overwrite", default=False, label="Replace an existing run with this key (only what it created)")
-    return True
+    if problem is not None:
+        inputs.view("bad_key", types.Error(label=problem))
+    return key.isidentifier()
+
+
+# rates measured on a 2-core CPU (benchmarks/speed.py): backbone frames/s and
+# training+replay frame-epochs/s; only for the forms' duration estimates
+BACKBONE_FPS = 48.0
+TRAINING_FRAME_EPOCHS_PER_S = 33_000.0
+
+
+def estimated_seconds(num_frames, epochs, folds, stride=1, backbone=True) -> float:
+    """A rough duration of an audit of ``num_frames`` video frames on a
+    2-core CPU (cached features count as free)."""
+    scored = num_frames / max(1, stride)
+    return (scored / BACKBONE_FPS if backbone else 0.0) + scored * epochs * folds / TRAINING_FRAME_EPOCHS_PER_S + 10
+
+
+def scheduling_notice(ctx, inputs, seconds=None) -> None:
+    """Tells the user when the App cannot schedule delegated runs, and how
+    long an immediate run would take."""
+    import fiftyone as fo
+
+    if getattr(fo.config, "allow_legacy_orchestrators", True):
+        return
+    took = f"An immediate run takes about {_duration(seconds)} on a 2-core CPU. " if seconds else ""
+    inputs.view(
+        "no_scheduling",
+        types.Notice(
+            label="Scheduling is not available in this App",
+            description=f"{took}FiftyOne stops immediate runs after 600 s. To queue runs, start the App with "
+            "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true and a worker with 'fiftyone delegated launch' "
+            "(see the README).",
+        ),
+    )
+
+
+def audit_estimate(ctx) -> float | None:
+    """The estimated duration of the audit or training the form describes."""
+    try:
+        frames = ctx.target_view().count("frames")
+    except Exception:  # an estimate is not worth a failing form
+        return None
+    p = ctx.params
+    return estimated_seconds(
+        frames, p.get("epochs") or _audit_default("epochs"), p.get("folds") or _audit_default("folds"),
+        p.get("stride") or 1, backbone=not p.get("embeddings_field"),
+    )  # fmt: skip
+
+
+def current_threshold(ctx, key):
+    """The CSL threshold run ``key`` flags at now, or None."""
+    from ..plugin.flags import resolve_threshold
+    from ..plugin.record import get_run_config
+
+    try:
+        config = get_run_config(ctx.dataset, key)
+        return resolve_threshold(config.threshold, len(config.classes))
+    except Exception:
+        return None
+
+
+def _duration(seconds) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def run_key_input(ctx, inputs, name="csl_field", scored_only=False) -> bool:
@@ -155,10 +219,12 @@ def features_inputs(ctx, inputs):
         label="Embeddings field (optional)",
         description="Frame-level vectors to use as features; leave empty to compute them with a backbone",
     )
-    inputs.enum("backbone", sorted(BACKBONES), default=_audit_default("backbone"), label="Backbone")
+    if not ctx.params.get("embeddings_field"):  # a backbone only runs without an embeddings field
+        inputs.enum("backbone", sorted(BACKBONES), default=_audit_default("backbone"), label="Backbone")
+    of = " of the embeddings field" if ctx.params.get("embeddings_field") else ""
     inputs.int(
         "stride", default=_audit_default("stride"), min=1, max=1000, label="Frame stride",
-        description="Score every n-th frame",
+        description=f"Score every n-th frame{of}",
     )  # fmt: skip
 
 
@@ -208,13 +274,16 @@ def simulation_inputs(ctx, inputs):
         )  # fmt: skip
 
 
-def threshold_input(ctx, inputs):
+def threshold_input(ctx, inputs, current=None):
+    """The threshold input; ``current``: the run's threshold, shown beside it."""
+    now = f" Now {current:.2f}." if isinstance(current, (int, float)) else ""
     inputs.float(
         "threshold",
         required=False,
         min=0.0,
         label="CSL threshold (empty: automatic: ln(number of classes), or aimed at the target precision "
         "when the run has a simulation)",
+        description=f"Frames above it are flagged.{now}",
     )
 
 

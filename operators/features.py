@@ -26,6 +26,7 @@ class ComputeFrameFeatures(foo.Operator):
             inputs.enum("backbone", sorted(BACKBONES), default=default("backbone"), label="Backbone")
             inputs.int("stride", default=default("stride"), min=1, max=1000, label="Frame stride")
             inputs.bool("overwrite", default=False, label="Overwrite the field if it exists")
+        common.scheduling_notice(ctx, inputs)
         return types.Property(inputs, view=types.View(label="CSL: compute frame features"))
 
     def execute(self, ctx):

@@ -20,7 +20,7 @@ class FlagErrors(foo.Operator):
         inputs = types.Object()
         if common.run_key_input(ctx, inputs, scored_only=True):
             common.target_inputs(ctx, inputs)
-            common.threshold_input(ctx, inputs)
+            common.threshold_input(ctx, inputs, common.current_threshold(ctx, ctx.params.get("csl_field")))
         return types.Property(inputs, view=types.View(label="CSL: flag errors"))
 
     def execute(self, ctx):

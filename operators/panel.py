@@ -53,13 +53,13 @@ def timeline_figure(frame_numbers, csl, given, suggested, segments, threshold, c
     layout = {
         "autosize": True,
         "height": 420,
-        "margin": {"l": 110, "r": 10, "t": 10, "b": 40},
-        "xaxis": {"title": {"text": "frame (click to seek)"}},
+        "margin": {"l": 110, "r": 10, "t": 30, "b": 40},
+        "xaxis": {"title": {"text": "frame (click to seek)"}, "anchor": "y2"},
         "yaxis": {"title": {"text": "CSL"}, "domain": [0.45, 1.0]},
         "yaxis2": {"domain": [0.0, 0.35], "type": "category", "categoryorder": "array", "categoryarray": classes},
         "shapes": shapes,
         "showlegend": True,
-        "legend": {"orientation": "h", "y": -0.15},
+        "legend": {"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"},
     }
     return traces, layout
 
@@ -279,8 +279,10 @@ class CSLTimelinePanel(foo.Panel):
             row = panel.h_stack("navigation", align_x="left", gap=1)
             row.btn("previous", label="Previous", icon="navigate_before", on_click=self.on_previous)
             row.btn("next", label="Next", icon="navigate_next", on_click=self.on_next)
-            row.enum("order", list(ORDER_LABELS), default=s.order or "csl", label="Order",
-                     on_change=self.on_change_order, view=types.DropdownView())  # fmt: skip
+            order = types.Dropdown(label="Order")
+            for name, text in ORDER_LABELS.items():
+                order.add_choice(name, label=text)
+            row.enum("order", order.values(), default=s.order or "csl", on_change=self.on_change_order, view=order)
             if s.segment:
                 actions = panel.h_stack("actions", align_x="left", gap=1)
                 actions.btn("accept", label="Accept suggestion", icon="check", variant="contained",
@@ -296,8 +298,12 @@ class CSLTimelinePanel(foo.Panel):
                          on_click=self.on_refresh)  # fmt: skip
             if s.review:
                 panel.md(s.review, name="review")
-            panel.plot("timeline", layout=s.layout, config={"displayModeBar": False, "responsive": True},
-                       on_click=self.on_plot_click)  # fmt: skip
+            panel.plot(
+                "timeline", layout=s.layout, config={"displayModeBar": False, "responsive": True},
+                on_click=self.on_plot_click, componentsProps={"plotly": {"useResizeHandler": True}},
+            )  # fmt: skip
         if s.runs:
             panel.md(s.runs, name="runs")
-        return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100))
+        return types.Property(
+            panel, view=types.GridView(orientation="vertical", align_x="stretch", height=100, width=100)
+        )

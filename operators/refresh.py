@@ -30,6 +30,7 @@ class RefreshScores(foo.Operator):
                 else:
                     text = f"{count} video(s) changed since run '{key}' scored them"
                     inputs.view("changed", types.Notice(label=text if count else "No labels changed: nothing to do"))
+        common.scheduling_notice(ctx, inputs)
         return types.Property(inputs, view=types.View(label="CSL: refresh scores after fixes"))
 
     def execute(self, ctx):

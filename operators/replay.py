@@ -45,6 +45,7 @@ class ReplayCheckpoints(foo.Operator):
                     "workers (`fiftyone delegated launch`) sharing this database and the run directory"
                 ),
             )
+        common.scheduling_notice(ctx, inputs)
         return types.Property(inputs, view=types.View(label="CSL: replay checkpoints"))
 
     def execute(self, ctx):

@@ -17,6 +17,20 @@ MODE_LABELS = {
 }
 
 
+SHOWN_PICKS = 50
+
+
+def picks_table(dataset, picks) -> str:
+    """The first picks as a markdown table: priority, video, frame."""
+    if not picks:
+        return ""
+    names = {sid: path.rsplit("/", 1)[-1] for sid, path in zip(*dataset.values(["id", "filepath"]))}
+    lines = ["| priority | video | frame |", "|---:|---|---:|"]
+    lines += [f"| {rank} | {names.get(sid, sid)} | {int(n)} |" for rank, (sid, n) in enumerate(picks[:SHOWN_PICKS], 1)]
+    more = f"\n\n... and {len(picks) - SHOWN_PICKS} more in the saved view" if len(picks) > SHOWN_PICKS else ""
+    return "**Frames to review, most urgent first**\n\n" + "\n".join(lines) + more
+
+
 class SelectFramesForReview(foo.Operator):
     @property
     def config(self):
@@ -54,6 +68,7 @@ class SelectFramesForReview(foo.Operator):
                 label="Tag (optional)",
                 description="Also tag the selected frames' labels and their videos with this tag",
             )
+        common.scheduling_notice(ctx, inputs)
         return types.Property(inputs, view=types.View(label="CSL: select frames for review"))
 
     def execute(self, ctx):
@@ -69,6 +84,7 @@ class SelectFramesForReview(foo.Operator):
             "selected": len(picks),
             "videos": len({sid for sid, _ in picks}),
             "view": RunNames(p["csl_field"]).review_view,
+            "picks": picks_table(ctx.dataset, picks),
         }
 
     def resolve_output(self, ctx):
@@ -76,6 +92,7 @@ class SelectFramesForReview(foo.Operator):
         outputs.int("selected", label="Frames selected")
         outputs.int("videos", label="Videos")
         outputs.str("view", label="Saved view")
+        outputs.md(ctx.results.get("picks", ""), name="picks")
         return types.Property(outputs)
 
     def __call__(self, sample_collection, csl_field="csl", budget=5.0, delegate=False, **kwargs):

@@ -23,6 +23,7 @@ class TrainCheckpoints(foo.Operator):
             if common.new_key_input(ctx, inputs):
                 common.features_inputs(ctx, inputs)
                 common.training_inputs(ctx, inputs)
+                common.scheduling_notice(ctx, inputs, common.audit_estimate(ctx))
         return types.Property(inputs, view=types.View(label="CSL: train checkpoints"))
 
     def execute(self, ctx):
