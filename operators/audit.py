@@ -58,7 +58,8 @@ class AuditVideoLabels(foo.Operator):
         outputs.int("videos", label="Videos scored")
         outputs.int("suspect_segments", label="Suspect segments")
         outputs.float("threshold", label="CSL threshold")
-        outputs.float("estimated_precision", label="Estimated precision of the flags (simulation runs only)")
+        if (ctx.results or {}).get("estimated_precision") is not None:
+            outputs.float("estimated_precision", label="Estimated precision of the flags (from the simulation)")
         return types.Property(outputs)
 
     def __call__(

@@ -50,6 +50,9 @@ def recover(dataset, run_key) -> bool:
 
 
 def ensure_consistent(dataset, run_key) -> None:
+    """Finishes a half-done decision and reloads the dataset, so decisions
+    made by other processes (the App's server, a worker) are seen."""
+    dataset.reload()
     writeback.ensure_consistent(dataset, run_key)
     if writeback._journal().find_one({"_id": _journal_id(dataset, run_key)}, {"_id": 1}) is not None:
         with dataset_lock(dataset):

@@ -1,15 +1,19 @@
 """The plugin in the real FiftyOne App, driven in headless Chromium.
 
-Launches the App (remote mode, loopback port) on the audited test dataset and
-checks, by element and not by pixel: the plugin's operators in the operator
-browser and the audit form, each saved view, the CSL fields in the sidebar,
-and the CSL timeline panel on a video. Screenshots go to
+Launches the App (remote mode, loopback port, scheduling allowed) on a copy
+of the audited test dataset and checks, by element and not by pixel: the
+plugin's operators in the operator browser and the audit form, each saved
+view, the CSL fields in the sidebar, the CSL timeline panel on a video; and
+it executes: an audit run from the operator browser, an audit queued as a
+delegated run and listed in the panel, a segment accepted from the panel and
+undone, a new threshold applied with *flag errors*. Screenshots go to
 ``$FCSL_SCREENSHOTS`` (default ``test-artifacts/screenshots``).
 """
 
 import os
 import shutil
 import socket
+import time
 
 import pytest
 
@@ -35,6 +39,9 @@ OPERATOR_LABELS = [
     "CSL: evaluate detection",
     "CSL: inject errors",
     "CSL: select frames for review",
+    "CSL: refresh scores after fixes",
+    "CSL: review suspect segments",
+    "CSL: undo the last review decision",
     "CSL: delete run",
 ]
 TIMEOUT = 90_000
@@ -49,12 +56,19 @@ def _free_port():
 @pytest.fixture(scope="module")
 def app(audited, tmp_path_factory):
     import fiftyone as fo
+    import fiftyone_csl as fcsl
 
-    dataset = audited[0]
+    dataset = audited[0].clone()  # the review changes labels: a copy, with its own copy of the run
+    fcsl.copy_csl_run(dataset, "csl")
+    # what the README asks of an App that schedules delegated runs (the App's server reads it at start)
+    os.environ["FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS"] = "true"
     port = _free_port()
     session = fo.launch_app(dataset, remote=True, address="127.0.0.1", port=port, auto=False)
     yield f"http://127.0.0.1:{port}", dataset
     session.close()
+    for key in fcsl.list_csl_runs(dataset):
+        fcsl.delete_csl_run(dataset, key)
+    dataset.delete()
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +88,7 @@ def page(app, tmp_path_factory):
 
 def _open(page, url):
     page.goto(url, wait_until="domcontentloaded")
-    page.locator('[data-cy="sidebar-entry-draggable-frames.csl"]').wait_for()
+    page.locator('[data-cy="sidebar-entry-draggable-frames.csl"]').first.wait_for()
     dismiss = page.get_by_role("button", name="Dismiss")
     try:  # an advertising pop-up may cover the grid
         dismiss.click(timeout=3000)
@@ -93,7 +107,7 @@ def test_operator_browser_lists_every_operator_and_opens_the_audit_form(app, pag
     page.get_by_text("CSL: audit video labels", exact=True).click()
     page.get_by_text("Run key / field prefix").wait_for()
     page.get_by_text("Temporal model").wait_for()
-    page.get_by_text("Run 'csl' exists", exact=False).wait_for()  # the form knows the run
+    page.get_by_text("Run 'csl' exists", exact=False).first.wait_for()  # the form knows the run
     page.screenshot(path=os.path.join(SHOTS, "audit-form.png"))
     page.keyboard.press("Escape")
 
@@ -118,12 +132,145 @@ def test_each_saved_view_opens(app, page, view):
     page.screenshot(path=os.path.join(SHOTS, f"view-{view}.png"))
 
 
-def test_csl_timeline_panel_on_a_video(app, page):
-    base, dataset = app
+def _open_panel(page, base, dataset):
     _open(page, f"{base}/datasets/{dataset.name}?view=csl-ranked")
-    page.locator('[data-cy="looker"]').first.click()
+    if not page.locator("#modal.modalon").count():  # the App may reopen the modal it had open
+        page.locator('[data-cy="looker"]').first.click()
     page.get_by_text("CSL timeline", exact=True).first.click()
     page.get_by_text("suspect segment(s)", exact=False).first.wait_for()
+
+
+def test_csl_timeline_panel_on_a_video(app, page):
+    base, dataset = app
+    _open_panel(page, base, dataset)
     page.locator(".js-plotly-plot").first.wait_for()
     page.get_by_text("suggested label", exact=True).first.wait_for(state="attached")
     page.screenshot(path=os.path.join(SHOTS, "csl-timeline-panel.png"))
+    # the plot follows the panel's width
+    panel = page.locator('[data-cy="panel-content-csl_timeline"]').first.bounding_box()
+    svg = float(page.locator(".js-plotly-plot .main-svg").first.get_attribute("width"))
+    assert svg > 0.8 * panel["width"], (svg, panel)
+
+
+def _form(page, label):
+    page.keyboard.press("Escape")
+    page.keyboard.press("Backquote")
+    page.keyboard.type(label)
+    page.get_by_text(label, exact=True).click()
+    return page.get_by_role("dialog")
+
+
+def _audit_form(page, key, epochs, folds):
+    dialog = _form(page, "CSL: audit video labels")
+    dialog.locator('input[type="string"]').first.fill(key)
+    hint = dialog.get_by_text("Score every n-th frame of the embeddings field")
+    for _ in range(5):  # the form re-renders as it resolves each change; choose again if a render ate it
+        time.sleep(1)
+        dialog.get_by_role("combobox").nth(1).click()  # the embeddings field: the test features, no backbone
+        page.get_by_role("option", name="emb", exact=True).click()
+        try:
+            hint.wait_for(timeout=5000)
+            break
+        except Exception:
+            page.keyboard.press("Escape") if page.get_by_role("option").count() else None
+    hint.wait_for()
+    numbers = dialog.locator('input[type="number"]')  # stride, epochs, folds, threshold
+    numbers.nth(1).fill(str(epochs))
+    numbers.nth(2).fill(str(folds))
+    return dialog
+
+
+def test_an_audit_runs_from_the_operator_browser(app, page):
+    base, dataset = app
+    _open(page, f"{base}/datasets/{dataset.name}")
+    dialog = _audit_form(page, "app", epochs=3, folds=2)
+    page.screenshot(path=os.path.join(SHOTS, "audit-form-filled.png"))
+    dialog.locator("button").nth(2).click()  # the execution menu: Schedule (default) or Execute
+    page.get_by_role("menuitem").filter(has_text="Execute").click()
+    dialog.get_by_role("button", name="Execute").click()
+    page.get_by_text("Suspect segments", exact=False).first.wait_for(timeout=300_000)
+    page.locator('[data-cy="sidebar-entry-draggable-frames.app"]').first.wait_for(state="attached")
+    page.screenshot(path=os.path.join(SHOTS, "audit-executed.png"))
+    dataset.reload()
+    assert "app" in dataset.list_runs()
+    assert dataset.count("frames.app") == dataset.count("frames.phase")
+
+
+def test_an_audit_queued_as_a_delegated_run_is_listed(app, page):
+    import fiftyone_csl as fcsl
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    base, dataset = app
+    _open(page, f"{base}/datasets/{dataset.name}")
+    dialog = _audit_form(page, "queued", epochs=2, folds=2)
+    dialog.get_by_role("button", name="Schedule").click()
+    runs = []
+    for _ in range(600):  # the App's server queues it
+        runs = fcsl.delegated_runs(dataset)
+        if runs:
+            break
+        time.sleep(0.1)
+    page.keyboard.press("Escape")
+    try:
+        assert [(r["operator"], r["state"]) for r in runs] == [("audit_video_labels", "queued")]
+        _open_panel(page, base, dataset)  # the panel lists the plugin's delegated runs
+        page.get_by_text("Delegated runs", exact=True).first.wait_for()
+        page.get_by_text("audit_video_labels", exact=True).first.wait_for()
+        page.screenshot(path=os.path.join(SHOTS, "delegated-run-listed.png"))
+    finally:  # no worker runs in the tests: the queued run is removed
+        for r in runs:
+            DelegatedOperationService().delete_operation(r["id"])
+
+
+def test_a_segment_accepted_in_the_panel_changes_its_labels_and_undo_restores_them(app, page):
+    import fiftyone_csl as fcsl
+
+    base, dataset = app
+    before = dict(zip(*dataset.values(["id", "frames.phase.label"])))
+    _open_panel(page, base, dataset)
+    page.get_by_role("button", name="Next").click()
+    accept = page.get_by_role("button", name="Accept suggestion")
+    for _ in range(20):  # a segment without a suggestion: the next one
+        if accept.is_enabled():
+            break
+        page.get_by_role("button", name="Next").click()
+    page.screenshot(path=os.path.join(SHOTS, "review-segment.png"))
+    accept.click()
+    page.get_by_text("accepted: frames", exact=False).first.wait_for()
+    page.get_by_text("1 decided", exact=False).first.wait_for()
+    page.screenshot(path=os.path.join(SHOTS, "review-accepted.png"))
+    [decision] = fcsl.list_decisions(dataset, "csl")
+    dataset.reload()
+    after = dict(zip(*dataset.values(["id", "frames.phase.label"])))
+    numbers = dict(zip(*dataset.values(["id", "frames.frame_number"])))[decision["sample_id"]]
+    changed = {n for n, a, b in zip(numbers, before[decision["sample_id"]], after[decision["sample_id"]]) if a != b}
+    assert changed == set(decision["changed_frames"]) and changed
+    assert all(after[decision["sample_id"]][numbers.index(n)] == decision["new_label"] for n in changed)
+
+    page.get_by_role("button", name="Undo last decision").click()
+    page.get_by_text("Undone: accepted", exact=False).first.wait_for()
+    page.screenshot(path=os.path.join(SHOTS, "review-undone.png"))
+    dataset.reload()
+    assert dict(zip(*dataset.values(["id", "frames.phase.label"]))) == before
+    assert fcsl.list_decisions(dataset, "csl") == []
+
+
+def test_flag_errors_with_a_new_threshold_changes_the_counts(app, page):
+    base, dataset = app
+    _open(page, f"{base}/datasets/{dataset.name}")
+    from fiftyone_csl.plugin.access import load_videos
+
+    before = dataset.count("csl_errors.detections")
+    # a threshold at which the run's scores give another number of segments
+    expected = {t: sum(len(v.segments) for v in load_videos(dataset, "csl", t).values()) for t in (0.5, 4.0, 12.0)}
+    threshold = next(t for t, n in expected.items() if n != before)
+    dialog = _form(page, "CSL: flag errors")
+    dialog.get_by_text("Now 1.79", exact=False).first.wait_for()  # the run's current threshold
+    dialog.locator('input[type="number"]').first.fill(str(threshold))
+    dialog.get_by_role("button", name="Execute").click()
+    page.get_by_text("Suspect segments", exact=False).first.wait_for()
+    dataset.reload()
+    after = dataset.count("csl_errors.detections")
+    assert after == expected[threshold] != before
+    page.get_by_text(str(after), exact=True).first.wait_for()
+    page.screenshot(path=os.path.join(SHOTS, "flag-errors-result.png"))
