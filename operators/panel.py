@@ -175,6 +175,7 @@ class CSLTimelinePanel(foo.Panel):
                 self._go(ctx, keys[i % len(rows)])
                 return
         ctx.ops.notify("Every suspect segment is decided", variant="success")
+        self._update(ctx)
 
     def _go(self, ctx, key):
         ctx.panel.state.segment = key
@@ -271,6 +272,9 @@ class CSLTimelinePanel(foo.Panel):
         keys = s.run_keys or []
         if len(keys) > 1:
             panel.enum("run_key", keys, default=s.run_key, label="Run", on_change=self.on_change_run)
+        active = s.runs and any(f"| {state} |" in s.runs for state in ("queued", "scheduled", "running"))
+        if active:  # a queued or running audit comes first
+            panel.md(s.runs, name="runs")
         if not s.has_scores:
             panel.md(EMPTY_MESSAGE, name="empty")
         else:
@@ -302,7 +306,7 @@ class CSLTimelinePanel(foo.Panel):
                 "timeline", layout=s.layout, config={"displayModeBar": False, "responsive": True},
                 on_click=self.on_plot_click, componentsProps={"plotly": {"useResizeHandler": True}},
             )  # fmt: skip
-        if s.runs:
+        if s.runs and not active:
             panel.md(s.runs, name="runs")
         return types.Property(
             panel, view=types.GridView(orientation="vertical", align_x="stretch", height=100, width=100)

@@ -59,11 +59,13 @@ def main():
             f"    {name:15s} {s.first:4d}-{s.last:<4d} {s.error_type:9s} {s.given_label:8s} "
             f"{s.suggested_label:9s} {s.mean_score:8.2f}  {injected[s.sample_id]}"
         )
-    print(f"\n[demo] done in {time.time() - started:.0f} s. Open the result in the App:")
+    print(f"\n[demo] done in {time.time() - started:.0f} s. Open the result in the App (scheduling allowed):")
     print(
-        '    .venv/bin/python -c "import fiftyone as fo; '
+        '    source scripts/env.sh && .venv/bin/python -c "import fiftyone as fo; '
         f"s = fo.launch_app(fo.load_dataset('{args.name}')); s.wait()\""
     )
+    print("  and, in a second terminal, a worker that runs the operations the App schedules:")
+    print("    source scripts/env.sh && .venv/bin/fiftyone delegated launch")
     print(f"    then load the saved views {', '.join(fo.load_dataset(args.name).list_saved_views())}")
 
 

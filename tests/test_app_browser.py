@@ -255,6 +255,32 @@ def test_a_segment_accepted_in_the_panel_changes_its_labels_and_undo_restores_th
     assert fcsl.list_decisions(dataset, "csl") == []
 
 
+def test_every_segment_is_decided_with_one_click_each(app, page):
+    """The README's clicks per reviewed segment: after a decision the panel
+    moves to the next undecided segment, across videos."""
+    import json
+
+    import fiftyone_csl as fcsl
+
+    base, dataset = app
+    total = len(fcsl.suspect_segments(dataset, "csl"))
+    _open_panel(page, base, dataset)
+    clicks = 1
+    page.get_by_role("button", name="Next").click()  # the worst undecided segment
+    for decided in range(1, total + 1):
+        page.get_by_role("button", name="Keep given label").click()
+        clicks += 1
+        page.get_by_text(f"Review: {decided} decided", exact=False).first.wait_for()
+    page.get_by_text(f"{total} false alarms, 0 to go", exact=False).first.wait_for()
+    page.screenshot(path=os.path.join(SHOTS, "review-all-decided.png"))
+    assert [r["review"] for r in fcsl.suspect_segments(dataset, "csl")] == ["kept"] * total
+    with open(os.path.join(os.path.dirname(SHOTS), "review-clicks.json"), "w") as f:
+        json.dump(dict(segments=total, clicks=clicks, clicks_per_segment=round(clicks / total, 2)), f)
+    assert clicks <= total + 1  # one per decision, plus the first Next
+    while fcsl.list_decisions(dataset, "csl"):
+        fcsl.undo_review(dataset, "csl")
+
+
 def test_flag_errors_with_a_new_threshold_changes_the_counts(app, page):
     base, dataset = app
     _open(page, f"{base}/datasets/{dataset.name}")
