@@ -10,6 +10,8 @@ from ..models.backbones import BACKBONES
 from ..plugin.record import list_csl_runs
 from ..plugin.scores import SCORES
 
+RUN_STORE = "csl_timeline"  # the execution store where the panel remembers the chosen run
+
 
 def label_field_choices(view) -> list:
     """Frame-level Classification fields and sample-level TemporalDetections fields."""
@@ -113,17 +115,18 @@ def new_key_input(ctx, inputs, name="csl_field", default="csl") -> bool:
     return key.isidentifier()
 
 
-# rates measured on a 2-core CPU (benchmarks/speed.py): backbone frames/s and
-# training+replay frame-epochs/s; only for the forms' duration estimates
+# rates on a 2-core CPU, only for the forms' duration estimates: the backbone's
+# frames/s, and training plus replay in frames x epochs x folds per second
+# (about 3 minutes for 90,000 frames at 30 epochs and 5 folds; benchmarks/speed.py)
 BACKBONE_FPS = 48.0
-TRAINING_FRAME_EPOCHS_PER_S = 33_000.0
+FRAME_EPOCH_FOLDS_PER_S = 75_000.0
 
 
 def estimated_seconds(num_frames, epochs, folds, stride=1, backbone=True) -> float:
     """A rough duration of an audit of ``num_frames`` video frames on a
     2-core CPU (cached features count as free)."""
     scored = num_frames / max(1, stride)
-    return (scored / BACKBONE_FPS if backbone else 0.0) + scored * epochs * folds / TRAINING_FRAME_EPOCHS_PER_S + 10
+    return (scored / BACKBONE_FPS if backbone else 0.0) + scored * epochs * folds / FRAME_EPOCH_FOLDS_PER_S + 10
 
 
 def scheduling_notice(ctx, inputs, seconds=None) -> None:
@@ -187,8 +190,17 @@ def run_key_input(ctx, inputs, name="csl_field", scored_only=False) -> bool:
             ),
         )
         return False
-    inputs.enum(name, keys, required=True, default=keys[0], label="Run key")
+    remembered = remembered_run(ctx)
+    inputs.enum(name, keys, required=True, default=remembered if remembered in keys else keys[0], label="Run key")
     return True
+
+
+def remembered_run(ctx):
+    """The run last chosen in the CSL timeline panel on this dataset, or None."""
+    try:
+        return ctx.store(RUN_STORE).get("run_key")
+    except Exception:  # no execution store (an old FiftyOne): the first run
+        return None
 
 
 def engine_default(function, name):

@@ -12,13 +12,13 @@ from ..plugin.decisions import review_segment, suspect_segments, undo_review
 from ..plugin.record import list_csl_runs
 from ..plugin.rescore import changed_videos, refresh_scores
 from ..plugin.utils import CSLError
+from .common import RUN_STORE, remembered_run
 
 EMPTY_MESSAGE = (
     "### No CSL for this video yet\n\n"
     "Run **CSL: audit video labels** from the operator browser (or **CSL: replay checkpoints** "
     "with a trained run) to score its frames."
 )
-STORE = "csl_timeline"
 ORDER_LABELS = {"csl": "Worst CSL first", "queue": "Review queue order"}
 
 
@@ -54,7 +54,7 @@ def timeline_figure(frame_numbers, csl, given, suggested, segments, threshold, c
         "autosize": True,
         "height": 420,
         "margin": {"l": 110, "r": 10, "t": 30, "b": 40},
-        "xaxis": {"title": {"text": "frame (click to seek)"}, "anchor": "y2"},
+        "xaxis": {"title": {"text": "frame"}, "anchor": "y2"},
         "yaxis": {"title": {"text": "CSL"}, "domain": [0.45, 1.0]},
         "yaxis2": {"domain": [0.0, 0.35], "type": "category", "categoryorder": "array", "categoryarray": classes},
         "shapes": shapes,
@@ -104,7 +104,7 @@ class CSLTimelinePanel(foo.Panel):
         self._update(ctx)
 
     def on_change_run(self, ctx):
-        ctx.store(STORE).set("run_key", ctx.params.get("value"))  # remembered across reloads
+        ctx.store(RUN_STORE).set("run_key", ctx.params.get("value"))  # remembered across reloads and by forms
         ctx.panel.state.segment = None
         self._update(ctx)
 
@@ -114,8 +114,8 @@ class CSLTimelinePanel(foo.Panel):
 
     def on_plot_click(self, ctx):
         x = ctx.params.get("x")
-        if isinstance(x, (int, float)):
-            self._seek(ctx, int(x))
+        if isinstance(x, (int, float)) and ctx.current_sample:
+            self._seek(ctx, ctx.current_sample, int(x))
 
     def on_next(self, ctx):
         self._step(ctx, +1)
@@ -134,6 +134,7 @@ class CSLTimelinePanel(foo.Panel):
 
     def on_relabel(self, ctx):
         label = ctx.params.get("value")
+        ctx.panel.state.relabel = None  # the list is empty again for the next segment
         if label:
             self._decide(ctx, "relabel", label)
 
@@ -180,13 +181,16 @@ class CSLTimelinePanel(foo.Panel):
     def _go(self, ctx, key):
         ctx.panel.state.segment = key
         if key[0] != ctx.current_sample:
+            ctx.panel.state.pending_seek = key[:2]  # once the video is open
             ctx.ops.open_sample(id=key[0])  # the panel updates when the modal's sample changes
         else:
             self._update(ctx)
-        self._seek(ctx, key[1])
+            self._seek(ctx, key[0], key[1])
 
-    def _seek(self, ctx, frame_number):
-        ctx.trigger("set_frame_number", {"frame_number": int(frame_number)})
+    def _seek(self, ctx, sample_id, frame_number):
+        """Moves the modal's video (its timeline is named after the sample) to the frame."""
+        params = {"frame_number": int(frame_number), "timeline_name": f"timeline-{sample_id}"}
+        ctx.trigger("set_frame_number", params)
 
     def _decide(self, ctx, action, label=None):
         key, segment = ctx.panel.state.run_key, ctx.panel.state.segment
@@ -208,7 +212,7 @@ class CSLTimelinePanel(foo.Panel):
     def _update(self, ctx):
         keys = [k for k in list_csl_runs(ctx.dataset) if ctx.dataset.get_run_info(k).config.state == "scored"]
         ctx.panel.state.run_keys = keys
-        remembered = ctx.store(STORE).get("run_key")
+        remembered = remembered_run(ctx)
         key = ctx.panel.state.run_key or remembered
         key = key if key in keys else (keys[0] if keys else None)
         ctx.panel.state.run_key = key
@@ -220,6 +224,10 @@ class CSLTimelinePanel(foo.Panel):
         sample_id = ctx.current_sample
         if key is None or sample_id is None:
             return
+        pending = ctx.panel.state.pending_seek
+        if pending and pending[0] == sample_id:
+            ctx.panel.state.pending_seek = None
+            self._seek(ctx, sample_id, pending[1])
         results = load_csl_results(ctx.dataset.select(sample_id), key)
         video = results.videos.get(sample_id)
         if video is None:

@@ -154,6 +154,11 @@ def review_segment(samples, csl_field: str, sample_id: str, first: int, last: in
         writeback.recover(dataset, csl_field)
         recover(dataset, csl_field)
         config, names = _checked_run(dataset, csl_field)  # as it is now, under the lock
+        segment = _flagged(dataset, names, sample_id, first, last)
+        if action == "accept" and segment is None:
+            raise CSLError(
+                f"the suspect segment at frames {first}-{last} was re-flagged meanwhile; nothing was written"
+            )
         current = _frame_labels(dataset, sample_id, config.label_field, first, last)
         if not any(v is not None for v in current.values()):
             raise CSLError(f"frames {first}-{last} of video {sample_id} carry no label; nothing was written")

@@ -62,6 +62,11 @@ def app(audited, tmp_path_factory):
     fcsl.copy_csl_run(dataset, "csl")
     # what the README asks of an App that schedules delegated runs (the App's server reads it at start)
     os.environ["FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS"] = "true"
+    # the run the panel and the forms start with (the panel remembers the last one chosen), so the
+    # audits these tests add do not take its place
+    from fiftyone.operators.store import ExecutionStore
+
+    ExecutionStore.create("csl_timeline", dataset._doc.id).set("run_key", "csl")
     port = _free_port()
     session = fo.launch_app(dataset, remote=True, address="127.0.0.1", port=port, auto=False)
     yield f"http://127.0.0.1:{port}", dataset

@@ -124,3 +124,24 @@ def test_timeline_figure_shades_segments_and_draws_threshold(audited):
     assert [t["name"] for t in traces] == ["CSL", "given label", "suggested label"]
     rects = [s for s in layout["shapes"] if s["type"] == "rect"]
     assert len(rects) == len(video.segments) > 0
+
+
+def test_forms_say_when_the_app_cannot_schedule_and_how_long_an_immediate_run_takes(monkeypatch):
+    import fiftyone as fo
+    import fiftyone.operators.types as types
+    from fiftyone_csl.operators import common
+
+    # an hour of 25 fps video, default settings: 1875 s of backbone + 180 s of training and replay
+    seconds = common.estimated_seconds(90_000, epochs=30, folds=5)
+    assert seconds == pytest.approx(1875 + 180 + 10)
+    assert common.estimated_seconds(90_000, 30, 5, backbone=False) == pytest.approx(190)
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", False)
+    inputs = types.Object()
+    common.scheduling_notice(None, inputs, seconds)
+    notice = inputs.properties["no_scheduling"].view
+    assert "not available" in notice.label and "about 34 min" in notice.description
+    assert "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true" in notice.description
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", True)
+    inputs = types.Object()
+    common.scheduling_notice(None, inputs, seconds)
+    assert "no_scheduling" not in inputs.properties
