@@ -203,6 +203,7 @@ def test_an_audit_runs_from_the_operator_browser(app, page):
 
 def test_an_audit_queued_as_a_delegated_run_is_listed(app, page):
     import fiftyone_csl as fcsl
+    from bson import ObjectId
     from fiftyone.operators.delegated import DelegatedOperationService
 
     base, dataset = app
@@ -224,7 +225,8 @@ def test_an_audit_queued_as_a_delegated_run_is_listed(app, page):
         page.screenshot(path=os.path.join(SHOTS, "delegated-run-listed.png"))
     finally:  # no worker runs in the tests: the queued run is removed
         for r in runs:
-            DelegatedOperationService().delete_operation(r["id"])
+            DelegatedOperationService().delete_operation(ObjectId(r["id"]))
+    assert fcsl.delegated_runs(dataset) == []
 
 
 def test_a_segment_accepted_in_the_panel_changes_its_labels_and_undo_restores_them(app, page):
