@@ -152,7 +152,7 @@ def train_fold(
     seed_everything(config.seed + 1000 * fold)
     generator = torch.Generator().manual_seed(config.seed + 1000 * fold)
     model = build_head(config.model, in_dim, num_classes, **config.model_kwargs)
-    model.norm.fit(torch.from_numpy(np.concatenate([s.features for s in sequences])))
+    model.norm.fit_chunks(s.features for s in sequences)  # video by video: no copy of every feature
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     checkpoints = _resume(run_dir, manifest, fold, resume_path, model, optimizer, generator, config.epochs, device)

@@ -108,3 +108,24 @@ def test_training_and_replay_on_plain_sequences_find_flipped_labels(tmp_path):
     from fiftyone_csl.plugin.metrics import frame_auroc_ap
 
     assert frame_auroc_ap(np.concatenate(csl), np.concatenate(truth))["auroc"] > 0.95
+
+
+def test_feature_statistics_streamed_video_by_video_equal_those_of_all_features_at_once():
+    from fiftyone_csl.models import normalize
+    from fiftyone_csl.models.normalize import FeatureNorm
+
+    rng = np.random.default_rng(0)
+    videos = [rng.normal(5.0, 3.0, size=(n, 16)).astype(np.float32) for n in (1, 40, 7, 300, 0, 2)]
+    whole = torch.from_numpy(np.concatenate(videos))
+    streamed = FeatureNorm(16)
+    normalize.BLOCK_ROWS, saved = 64, normalize.BLOCK_ROWS  # long videos are split into blocks too
+    try:
+        streamed.fit_chunks(videos)
+    finally:
+        normalize.BLOCK_ROWS = saved
+    torch.testing.assert_close(streamed.mean, whole.mean(0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(streamed.std, whole.std(0), rtol=1e-5, atol=1e-5)
+    one = FeatureNorm(16)
+    one.fit_chunks([videos[0]])  # a single frame: its mean, and the std left at one
+    torch.testing.assert_close(one.mean, torch.from_numpy(videos[0][0]))
+    assert torch.equal(one.std, torch.ones(16))
