@@ -7,8 +7,8 @@ scores of fixed videos, and follow delegated runs."""
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.access import delegated_runs, load_csl_results, run_summary
-from ..plugin.decisions import review_segment, suspect_segments, undo_review
+from ..plugin.access import delegated_runs, load_csl_results
+from ..plugin.decisions import review_counts, review_segment, suspect_segments, undo_review
 from ..plugin.record import list_csl_runs
 from ..plugin.rescore import changed_videos, refresh_scores
 from ..plugin.utils import CSLError
@@ -256,7 +256,7 @@ class CSLTimelinePanel(foo.Panel):
         )
         ctx.panel.state.current = self._describe(current)
         ctx.panel.state.can_accept = bool(current and current["suggested_label"] not in (None, current["given_label"]))
-        ctx.panel.state.review = review_line(run_summary(ctx.dataset, key).get("review"))
+        ctx.panel.state.review = review_line(review_counts(ctx.dataset, key))  # consistent: read just above
         try:
             ctx.panel.state.changed = len(changed_videos(ctx.dataset, key))
         except CSLError:

@@ -42,7 +42,7 @@ def _journal_id(dataset, run_key):
 def recover(dataset, run_key) -> bool:
     """Finishes a decision or undo left half done by a dead process. Call
     under the dataset lock."""
-    entry = writeback._journal().find_one({"_id": _journal_id(dataset, run_key)})
+    entry = writeback.journal().find_one({"_id": _journal_id(dataset, run_key)})
     if entry is None:
         return False
     _apply(dataset, entry)
@@ -54,7 +54,7 @@ def ensure_consistent(dataset, run_key) -> None:
     made by other processes (the App's server, a worker) are seen."""
     dataset.reload()
     writeback.ensure_consistent(dataset, run_key)
-    if writeback._journal().find_one({"_id": _journal_id(dataset, run_key)}, {"_id": 1}) is not None:
+    if writeback.journal().find_one({"_id": _journal_id(dataset, run_key)}, {"_id": 1}) is not None:
         with dataset_lock(dataset):
             recover(dataset, run_key)
 
@@ -186,12 +186,7 @@ def review_segment(samples, csl_field: str, sample_id: str, first: int, last: in
         config.decisions = True
         config.fields, config.views = names.fields(), names.views()
         dataset.update_run_config(csl_field, config)
-        entry = dict(
-            _id=_journal_id(dataset, csl_field), op="apply", names=asdict(names),
-            label_field=config.label_field, decision=decision,
-        )  # fmt: skip
-        writeback._journal().replace_one({"_id": entry["_id"]}, entry, upsert=True)
-        _apply(dataset, entry)
+        _journal_and_apply(dataset, csl_field, "apply", names, config.label_field, decision)
     return _public(decision)
 
 
@@ -296,13 +291,18 @@ def undo_review(samples, csl_field: str = "csl", decision_id: str | None = None)
         moved = [f for f in target["changed_frames"] or [] if current.get(f) != target["new_label"]]
         if moved:
             raise CSLError(f"frames {moved[:5]} changed since the decision was made; nothing was restored")
-        entry = dict(
-            _id=_journal_id(dataset, csl_field), op="undo", names=asdict(names),
-            label_field=config.label_field, decision=target,
-        )  # fmt: skip
-        writeback._journal().replace_one({"_id": entry["_id"]}, entry, upsert=True)
-        _apply(dataset, entry)
+        _journal_and_apply(dataset, csl_field, "undo", names, config.label_field, target)
     return _public(target)
+
+
+def _journal_and_apply(dataset, csl_field, op, names, label_field, decision) -> None:
+    """Saves the decision (``op="apply"``) or its undo as the run's journal
+    entry, then writes it. Call under the dataset lock."""
+    entry = dict(
+        _id=_journal_id(dataset, csl_field), op=op, names=asdict(names), label_field=label_field, decision=decision
+    )
+    writeback.journal().replace_one({"_id": entry["_id"]}, entry, upsert=True)
+    _apply(dataset, entry)
 
 
 def _apply(dataset, entry: dict) -> None:
@@ -339,7 +339,7 @@ def _apply(dataset, entry: dict) -> None:
     sample[names.decisions_field] = fo.TemporalDetections(detections=dets)
     sample.save()
     _sync_frame_states(dataset, names, d["sample_id"], dets)
-    writeback._journal().delete_one({"_id": entry["_id"]})
+    writeback.journal().delete_one({"_id": entry["_id"]})
 
 
 def _sync_frame_states(dataset, names, sample_id, dets) -> None:

@@ -40,7 +40,9 @@ logger = logging.getLogger(__name__)
 JOURNAL = "fiftyone_csl_journal"
 
 
-def _journal():
+def journal():
+    """The database collection of journal entries: half-done commits here,
+    half-done review decisions in :mod:`~fiftyone_csl.plugin.decisions`."""
     import fiftyone.core.odm as foo
 
     return foo.get_db_conn()[JOURNAL]
@@ -51,13 +53,13 @@ def _journal_id(dataset, run_key):
 
 
 def pending(dataset, run_key) -> bool:
-    return _journal().find_one({"_id": _journal_id(dataset, run_key)}, {"_id": 1}) is not None
+    return journal().find_one({"_id": _journal_id(dataset, run_key)}, {"_id": 1}) is not None
 
 
 def recover(dataset, run_key) -> bool:
     """Applies a journal entry left by a dead process. Call under the
     dataset lock. Returns True if there was one."""
-    entry = _journal().find_one({"_id": _journal_id(dataset, run_key)})
+    entry = journal().find_one({"_id": _journal_id(dataset, run_key)})
     if entry is None:
         return False
     logger.warning("finishing the commit of run '%s' that an earlier process left half done", run_key)
@@ -149,7 +151,7 @@ def commit(
             flags_only=flags_only,
             keep_evaluation=not replace,
         )
-        _journal().replace_one({"_id": entry["_id"]}, entry, upsert=True)
+        journal().replace_one({"_id": entry["_id"]}, entry, upsert=True)
         _apply(dataset, entry, videos)
     return version
 
@@ -215,7 +217,7 @@ def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
     if run["state"] == "scored":
         fcviews.save_views(dataset, names, threshold)
     save_summary(dataset, names.key, manifest, run, previous_results.get("evaluation"))
-    _journal().delete_one({"_id": entry["_id"]})
+    journal().delete_one({"_id": entry["_id"]})
     RunStore.of(config).cleanup(keep=[run["run_dir"]])
 
 

@@ -65,42 +65,36 @@ def install(kill_at: str) -> None:
     del steps, writeback
 
 
-def hold_commits(barrier):
-    """Makes every commit wait, once it is ready, until ``barrier`` exists
-    (announcing itself with ``<barrier>.<pid>``), so two processes commit
-    at the same moment."""
-    if not barrier:
-        return
-    from fiftyone_csl.plugin import steps, writeback
+def _hold(module, name, barrier):
+    """Makes ``module.name`` wait, once called, until ``barrier`` exists
+    (announcing itself with ``<barrier>.<pid>``)."""
+    original = getattr(module, name)
 
-    original = writeback.commit
-
-    def commit(*args, **kwargs):
+    def held(*args, **kwargs):
         open(f"{barrier}.{os.getpid()}", "w").close()
         while not os.path.exists(barrier):
             time.sleep(0.005)
         return original(*args, **kwargs)
 
-    writeback.commit = commit
-    steps.writeback = writeback
+    setattr(module, name, held)
+
+
+def hold_commits(barrier):
+    """Makes every commit wait, once it is ready, until ``barrier`` exists,
+    so two processes commit at the same moment."""
+    if barrier:
+        from fiftyone_csl.plugin import writeback
+
+        _hold(writeback, "commit", barrier)
 
 
 def hold_decisions(barrier):
     """Makes a review decision wait, once it is about to write, until
-    ``barrier`` exists (announcing itself with ``<barrier>.<pid>``)."""
-    if not barrier:
-        return
-    from fiftyone_csl.plugin import decisions
+    ``barrier`` exists."""
+    if barrier:
+        from fiftyone_csl.plugin import decisions
 
-    original = decisions._apply
-
-    def apply(*args, **kwargs):
-        open(f"{barrier}.{os.getpid()}", "w").close()
-        while not os.path.exists(barrier):
-            time.sleep(0.005)
-        return original(*args, **kwargs)
-
-    decisions._apply = apply
+        _hold(decisions, "_apply", barrier)
 
 
 def main():
