@@ -7,12 +7,13 @@ so a second run (or a second run key) on the same files decodes nothing.
 
 import logging
 import os
+import threading
 import time
+from queue import Full, Queue
 
 import numpy as np
-import torch
 
-from ..models.backbones import BACKBONES, build_backbone
+from ..models.backbones import BACKBONES
 from .sequences import VideoSequence
 from .utils import CSLError, atomic_save_npz, sha256_file
 
@@ -27,19 +28,23 @@ class FeatureStats:
         self.frames = 0
         self.decode_seconds = 0.0
         self.backbone_seconds = 0.0
+        self.setup_seconds = 0.0
         self.cached_videos = 0
         self.videos = 0
+        self.runtime = None
 
     def as_dict(self) -> dict:
         def rate(seconds):
             return round(self.frames / seconds, 1) if seconds > 0 else None
 
         return dict(
+            runtime=self.runtime,
             videos=self.videos,
             cached_videos=self.cached_videos,
             frames=self.frames,
             decode_fps=rate(self.decode_seconds),
             backbone_fps=rate(self.backbone_seconds),
+            setup_seconds=round(self.setup_seconds, 2),
         )
 
 
@@ -64,6 +69,19 @@ def decode_frames(path: str, stride: int = 1, size: int = 224):
         raise CSLError(f"cannot decode video {path}: {e}") from None
 
 
+def stream_frame_rate(path: str) -> float | None:
+    """The frames per second the file's first video stream declares."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0] if container.streams.video else None
+            rate = stream.average_rate or stream.base_rate if stream is not None else None
+    except av.error.FFmpegError as e:
+        raise CSLError(f"cannot read video {path}: {e}") from None
+    return float(rate) if rate else None
+
+
 def check_decodable(paths: list) -> None:
     """Opens every video and decodes its first frame; raises :class:`CSLError`
     naming the first file that fails (a broken file fails here, before any
@@ -73,61 +91,111 @@ def check_decodable(paths: list) -> None:
             raise CSLError(f"no frame could be decoded from {path}")
 
 
-def _cache_path(cache_dir, file_hash, backbone, stride, weights_path):
+def _cache_path(cache_dir, file_hash, backbone, stride, weights_path, runtime="torch"):
     tag = backbone if weights_path is None else f"{backbone}-custom"
+    if runtime != "torch":  # features agree within a cosine of 0.999, not bit for bit
+        tag = f"{tag}-{runtime}"
     return os.path.join(cache_dir, tag, f"{file_hash[:32]}_s{stride}.npz")
 
 
-@torch.no_grad()
+def _batches(frames, batch_size: int, stats: FeatureStats):
+    """``(frame_numbers, images (N, H, W, 3))`` batches of a decoded stream,
+    with the time spent decoding added to ``stats``."""
+    numbers, images = [], []
+    while True:
+        started = time.perf_counter()
+        item = next(frames, None)
+        stats.decode_seconds += time.perf_counter() - started
+        if item is not None:
+            numbers.append(item[0])
+            images.append(item[1])
+        if images and (item is None or len(images) == batch_size):
+            yield numbers, np.stack(images)
+            numbers, images = [], []
+        if item is None:
+            return
+
+
+def _ahead(batches, depth: int = 2):
+    """Runs the ``batches`` generator in a thread, ``depth`` batches ahead of
+    the consumer, so decoding overlaps the encoder (PyAV decodes and resizes
+    without holding the GIL). Errors are raised in the consumer."""
+    done = object()
+    queue = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        queue.put(batch, timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(done)
+        except BaseException as e:  # handed to the consumer
+            queue.put(e)
+
+    thread = threading.Thread(target=produce, daemon=True, name="fcsl-decode")
+    thread.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def video_features(
     path: str,
-    backbone_model,
+    encoder,
     backbone: str,
     stride: int,
-    device,
     cache_dir: str | None,
     weights_path: str | None = None,
     batch_size: int = 32,
     stats: FeatureStats | None = None,
+    runtime: str = "torch",
+    overlap: bool = True,
 ):
     """Returns ``(frame_numbers (N,), features (N, D))`` of one video file,
     from the cache when the same file was featurised before.
 
-    The file is decoded once, in a single pass; frames go through the
-    backbone in batches of ``batch_size``.
+    The file is decoded once, in a single pass, at the backbone's input size;
+    frames go through ``encoder`` (:func:`~fiftyone_csl.plugin.encoders.build_encoder`)
+    in batches of ``batch_size``, decoded in a thread ahead of it when
+    ``overlap`` is True. ``runtime`` names the encoder's runtime (it keys
+    the cache).
     """
     stats = stats if stats is not None else FeatureStats()
     stats.videos += 1
     cache_file = None
     if cache_dir is not None:
-        cache_file = _cache_path(cache_dir, sha256_file(path), backbone, stride, weights_path)
+        cache_file = _cache_path(cache_dir, sha256_file(path), backbone, stride, weights_path, runtime)
         if os.path.exists(cache_file):
             stats.cached_videos += 1
             with np.load(cache_file) as cached:
                 return cached["frame_numbers"], cached["features"]
+    if hasattr(encoder, "build"):  # a LazyEncoder: its setup is not the backbone's rate
+        started = time.perf_counter()
+        encoder.build()
+        stats.setup_seconds += time.perf_counter() - started
     size = BACKBONES[backbone].image_size
-    numbers, chunks, batch = [], [], []
-
-    def flush():
+    batches = _batches(decode_frames(path, stride=stride, size=size), batch_size, stats)
+    numbers, chunks = [], []
+    for batch_numbers, images in _ahead(batches) if overlap else batches:
         started = time.perf_counter()
-        images = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).to(device)
-        chunks.append(backbone_model(images).float().cpu().numpy())
+        chunks.append(encoder(images))
         stats.backbone_seconds += time.perf_counter() - started
-        batch.clear()
-
-    frames = decode_frames(path, stride=stride, size=size)
-    while True:
-        started = time.perf_counter()
-        item = next(frames, None)
-        stats.decode_seconds += time.perf_counter() - started
-        if item is None:
-            break
-        numbers.append(item[0])
-        batch.append(item[1])
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
+        numbers.extend(batch_numbers)
     stats.frames += len(numbers)
     if not numbers:
         raise CSLError(f"no frame could be decoded from {path}")
@@ -149,17 +217,38 @@ def check_video_files(sequences: list) -> None:
 
 
 def iter_backbone_features(
-    paths: list, backbone: str, stride: int, device, cache_dir, weights_path=None, stats: FeatureStats | None = None
+    paths: list,
+    backbone: str,
+    stride,
+    device,
+    cache_dir,
+    weights_path=None,
+    stats: FeatureStats | None = None,
+    runtime: str = "auto",
+    overlap: bool = True,
 ):
     """Yields ``(frame_numbers, features)`` of each video file in turn, with
-    one backbone built for all of them; logs the decode and backbone rates."""
+    one encoder built for all of them; logs the decode and backbone rates.
+
+    ``stride`` is one int for every file or one per file; ``runtime`` as in
+    :func:`~fiftyone_csl.plugin.encoders.build_encoder` (``stats.runtime``
+    says which ran).
+    """
+    from .encoders import LazyEncoder
+
     stats = stats if stats is not None else FeatureStats()
-    model = build_backbone(backbone, weights_path).to(device)
-    for path in paths:
-        yield video_features(path, model, backbone, stride, device, cache_dir, weights_path, stats=stats)
+    strides = [stride] * len(paths) if isinstance(stride, int) else list(stride)
+    encoder = LazyEncoder(backbone, weights_path, device, runtime)  # built on the first file not cached
+    stats.runtime = encoder.runtime
+    for path, step in zip(paths, strides):
+        yield video_features(
+            path, encoder, backbone, step, cache_dir, weights_path, stats=stats, runtime=encoder.runtime,
+            overlap=overlap,
+        )  # fmt: skip
     s = stats.as_dict()
     logger.info(
-        "features: %d video(s), %d from the cache; %d frames decoded at %s fps, backbone at %s fps",
+        "features (%s): %d video(s), %d from the cache; %d frames decoded at %s fps, backbone at %s fps",
+        s["runtime"],
         s["videos"],
         s["cached_videos"],
         s["frames"],
@@ -171,27 +260,30 @@ def iter_backbone_features(
 def attach_backbone_features(
     sequences: list,
     backbone: str,
-    stride: int,
+    stride,
     device,
     cache_dir: str | None,
     weights_path: str | None = None,
     progress_stage=None,
     stats: FeatureStats | None = None,
+    runtime: str = "auto",
 ) -> int:
-    """Sets ``sequence.features`` for each (already subsampled) sequence.
+    """Sets ``sequence.features`` for each (already subsampled) sequence;
+    ``stride`` is one int or one per sequence.
 
     Returns the feature dimension.
     """
     dim = BACKBONES[backbone].dim
+    strides = [stride] * len(sequences) if isinstance(stride, int) else list(stride)
     decoded = iter_backbone_features(
-        [s.filepath for s in sequences], backbone, stride, device, cache_dir, weights_path, stats
+        [s.filepath for s in sequences], backbone, strides, device, cache_dir, weights_path, stats, runtime
     )
-    for sequence, (numbers, features) in zip(sequences, decoded):
+    for sequence, step, (numbers, features) in zip(sequences, strides, decoded):
         position = {int(n): i for i, n in enumerate(numbers)}
         missing = [int(f) for f in sequence.frame_numbers if int(f) not in position]
         if missing:
             raise CSLError(
-                f"video {sequence.filepath} has {len(numbers) * stride} decodable frames "
+                f"video {sequence.filepath} has {len(numbers) * step} decodable frames "
                 f"but labels on frame(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}"
             )
         sequence.features = features[[position[int(f)] for f in sequence.frame_numbers]]

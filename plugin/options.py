@@ -95,30 +95,53 @@ def check_no_unknown(function: str, kwargs: dict, known) -> None:
 @dataclass(frozen=True)
 class FeatureSpec:
     """Where frame features come from: a frame-level vector field, or a
-    backbone over decoded frames, every ``stride``-th frame."""
+    backbone over decoded frames, every ``stride``-th frame or ``fps``
+    frames per second of video, run by ``backbone_runtime``."""
 
     embeddings_field: str | None = None
     backbone: str | None = "efficientnet-lite0"
     backbone_weights: str | None = None
     stride: int = 1
+    fps: float | None = None
+    backbone_runtime: str = "auto"
 
     @classmethod
-    def make(cls, embeddings_field=None, backbone="efficientnet-lite0", backbone_weights=None, stride=1):
+    def make(
+        cls, embeddings_field=None, backbone="efficientnet-lite0", backbone_weights=None, stride=1, fps=None,
+        backbone_runtime="auto",
+    ):  # fmt: skip
+        from .encoders import RUNTIMES
         from .features import BACKBONES
 
         stride = check_int("stride", stride, 1)
+        if fps is not None:
+            fps = check_float("fps", fps, positive=True)
+            if stride != 1:
+                raise CSLError(f"give stride or fps, not both (stride={stride}, fps={fps})")
+        check_choice("backbone_runtime", backbone_runtime, RUNTIMES)
         if embeddings_field is not None:
             if not isinstance(embeddings_field, str) or not embeddings_field:
                 raise CSLError(f"embeddings_field must be a field name; got {embeddings_field!r}")
-            return cls(embeddings_field.removeprefix("frames."), None, None, stride)
+            return cls(embeddings_field.removeprefix("frames."), None, None, stride, fps, backbone_runtime)
         check_choice("backbone", backbone, BACKBONES)
         if backbone_weights is not None and not isinstance(backbone_weights, str):
             raise CSLError(f"backbone_weights must be a file path; got {backbone_weights!r}")
-        return cls(None, backbone, backbone_weights, stride)
+        return cls(None, backbone, backbone_weights, stride, fps, backbone_runtime)
+
+    def stride_for(self, frame_rate: float | None) -> int:
+        """The frame stride of a video of ``frame_rate`` frames per second:
+        ``stride``, or with ``fps`` the whole number of frames nearest to
+        ``frame_rate / fps`` (at least 1)."""
+        if self.fps is None:
+            return self.stride
+        if not frame_rate or frame_rate <= 0:
+            raise CSLError("fps needs each video's frame rate, which could not be read")
+        return max(1, int(round(frame_rate / self.fps)))
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureSpec":
-        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
+        defaults = cls()
+        return cls(**{f.name: d.get(f.name, getattr(defaults, f.name)) for f in fields(cls)})
 
     def to_dict(self) -> dict:
         return asdict(self)

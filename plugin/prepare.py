@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from . import features as fcf
 from . import sequences as fcseq
+from .encoders import resolve_runtime
 from .options import FeatureSpec
 from .record import default_cache_dir
 from .utils import CSLError
@@ -39,21 +40,36 @@ class Prepared:
     in_dim: int
     spec: FeatureSpec
     feature_stats: dict | None = None
+    strides: list | None = None  # one per sequence (``fps`` gives each video its own)
 
 
-def prepare(samples, label_field, classes, spec: FeatureSpec) -> Prepared:
+def prepare(samples, label_field, classes, spec: FeatureSpec, device=None) -> Prepared:
     """Reads the labels and checks the features' source (vectors present and
-    finite, or video files present and decodable)."""
+    finite, or video files present and decodable, and with ``device`` the
+    backbone's runtime installed for it)."""
     raw = fcseq.read_raw_labels(samples, label_field)
     classes = fcseq.resolve_classes(raw, classes)
     full = fcseq.build_sequences(raw, classes)
-    sequences = [fcseq.subsample(s, spec.stride) for s in full]
+    if spec.embeddings_field is None:
+        if device is not None:
+            resolve_runtime(spec.backbone_runtime, device)
+        fcf.check_video_files(full)
+    rates = frame_rates(samples, full) if spec.fps is not None else [None] * len(full)
+    strides = [spec.stride_for(rate) for rate in rates]
+    sequences = [fcseq.subsample(s, step) for s, step in zip(full, strides)]
     if spec.embeddings_field is not None:
         in_dim = fcf.read_embeddings(samples, spec.embeddings_field, sequences)
     else:
-        fcf.check_video_files(sequences)
         in_dim = fcf.BACKBONES[spec.backbone].dim
-    return Prepared(classes, full, sequences, in_dim, spec)
+    return Prepared(classes, full, sequences, in_dim, spec, strides=strides)
+
+
+def frame_rates(samples, sequences: list) -> list:
+    """Each video's frames per second: FiftyOne's metadata where computed,
+    else the file's stream (read with PyAV); None where neither says."""
+    ids, rates = samples.values(["id", "metadata.frame_rate"])
+    known = {sid: rate for sid, rate in zip(ids, rates) if rate}
+    return [float(known[s.sample_id]) if s.sample_id in known else fcf.stream_frame_rate(s.filepath) for s in sequences]
 
 
 def attach_features(prepared: Prepared, device, cache_dir, progress) -> None:
@@ -64,7 +80,8 @@ def attach_features(prepared: Prepared, device, cache_dir, progress) -> None:
     stats = fcf.FeatureStats()
     with progress.stage("features", len(prepared.sequences), "videos") as stage:
         fcf.attach_backbone_features(
-            prepared.sequences, spec.backbone, spec.stride, device, cache_dir or default_cache_dir(),
-            spec.backbone_weights, progress_stage=stage, stats=stats,
+            prepared.sequences, spec.backbone, prepared.strides or spec.stride, device,
+            cache_dir or default_cache_dir(), spec.backbone_weights, progress_stage=stage, stats=stats,
+            runtime=spec.backbone_runtime,
         )  # fmt: skip
     prepared.feature_stats = stats.as_dict()

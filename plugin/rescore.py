@@ -80,7 +80,7 @@ def replay_checkpoints(
     if taken:
         raise CSLError(f"run '{csl_field}' would write into fields it does not own: {taken}")
     threshold_value = fcflags.resolve_threshold(threshold, len(manifest.classes))
-    prepared = prepare(samples, label_field, manifest.classes, FeatureSpec.from_dict(manifest.features))
+    prepared = prepare(samples, label_field, manifest.classes, FeatureSpec.from_dict(manifest.features), torch_device)
     if prepared.classes != manifest.classes:
         raise CSLError("the run's class list changed")
     if prepared.in_dim != manifest.in_dim:

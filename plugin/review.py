@@ -324,7 +324,8 @@ def select_frames_for_review(
         raise CSLError(f"tag must be a non-empty string; got {tag!r}")
 
     progress = StagedProgress(progress, {"features": 4, "uncertainty": 2, "select": 1, "write": 1})
-    prepared = prepare(samples, manifest.label_field, manifest.classes, FeatureSpec.from_dict(manifest.features))
+    spec = FeatureSpec.from_dict(manifest.features)
+    prepared = prepare(samples, manifest.label_field, manifest.classes, spec, torch_device)
     frame_numbers = {s.sample_id: s.frame_numbers for s in prepared.sequences}
     k = resolve_budget(budget, budget_unit, sum(len(n) for n in frame_numbers.values()))
     csl = None
