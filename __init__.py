@@ -31,6 +31,7 @@ if __package__:
     from .plugin.corrupt import inject_errors
     from .plugin.decisions import list_decisions, review_segment, review_segments, suspect_segments, undo_review
     from .plugin.evaluation import evaluate_detection
+    from .plugin.fanout import audit_graph, cancel_graph, queue_audit
     from .plugin.pipeline import CSLResults, compute_csl_arrays
     from .plugin.record import list_csl_runs
     from .plugin.rescore import changed_videos, flag_errors, refresh_scores, replay_checkpoints
@@ -50,6 +51,8 @@ def register(p):
 __all__ = [
     "CSLError",
     "CSLResults",
+    "audit_graph",
+    "cancel_graph",
     "changed_videos",
     "compute_csl",
     "compute_csl_arrays",
@@ -63,6 +66,7 @@ __all__ = [
     "inject_errors",
     "list_csl_runs",
     "list_decisions",
+    "queue_audit",
     "queue_replay_shards",
     "select_frames_for_review",
     "suspect_segments",

@@ -5,6 +5,7 @@ from .audit import AuditVideoLabels
 from .decide import ReviewSegment, UndoReview
 from .delete import DeleteRun
 from .evaluate import EvaluateDetection
+from .fanout import RunAuditPart
 from .features import ComputeFrameFeatures
 from .flag import FlagErrors
 from .inject import InjectErrors
@@ -27,6 +28,7 @@ OPERATORS = [
     ReviewSegment,
     UndoReview,
     DeleteRun,
+    RunAuditPart,
     CSLTimelinePanel,
 ]
 

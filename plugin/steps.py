@@ -189,7 +189,9 @@ def _train_staging(plan: TrainingPlan, dataset_id) -> tuple:
 # --- the steps ---------------------------------------------------------------------------------
 
 
-def compute_csl(samples, label_field: str, csl_field: str = "csl", embeddings_field: str | None = None, **kwargs):
+def compute_csl(
+    samples, label_field: str, csl_field: str = "csl", embeddings_field: str | None = None, workers=None, **kwargs
+):
     """Scores every labelled frame of a video collection by its Cumulative
     Sample Loss (CSL) and flags the likely annotation errors.
 
@@ -273,6 +275,12 @@ def compute_csl(samples, label_field: str, csl_field: str = "csl", embeddings_fi
         overwrite (False): replace an existing run of the same key (only
             what that run created is replaced: never the label field, the
             embeddings field or a field no run of this key wrote)
+        workers (None): an int queues the audit instead, as a graph of
+            FiftyOne delegated operations that that many workers run side
+            by side, and returns at once
+            (:func:`~fiftyone_csl.plugin.fanout.queue_audit`: its dict of
+            ``graph_id`` and queued operations; ``delegation_target`` may be
+            given)
         progress (None): FiftyOne-style: None/bool for console bars, or a
             callable receiving an object with ``progress`` in [0, 1] and
             ``label``
@@ -293,6 +301,10 @@ def compute_csl(samples, label_field: str, csl_field: str = "csl", embeddings_fi
         CSLError: invalid input, or another call running with the same
             key; nothing was written
     """
+    if workers is not None:
+        from .fanout import queue_audit  # the fan-out builds on this module
+
+        return queue_audit(samples, label_field, csl_field, embeddings_field, workers=workers, **kwargs)
     return _audit(samples, label_field, csl_field, embeddings_field, True, "compute_csl", **kwargs)
 
 
@@ -311,7 +323,24 @@ def train_checkpoints(samples, label_field: str, csl_field: str = "csl", embeddi
 SCORING_OPTIONS = ("threshold", "peer_scores", "precision", "store_embeddings_field", "simulation", "target_precision")
 
 
-def _audit(
+@dataclass
+class AuditPlan:
+    """A checked audit or training call: its training plan and the scoring
+    options, decided before any work."""
+
+    training: TrainingPlan
+    score: bool
+    threshold: object  # "auto" or a float
+    threshold_value: float
+    peer_scores: tuple
+    precision: str
+    simulation: bool
+    target_precision: float
+    store_embeddings_field: str | None
+    cache_dir: str | None
+
+
+def plan_audit(
     samples,
     label_field,
     csl_field,
@@ -335,13 +364,10 @@ def _audit(
     run_dir: str | None = None,
     cache_dir: str | None = None,
     overwrite: bool = False,
-    progress=None,
     **train_kwargs,
-):
-    """Training and, with ``score``, replay and scores: the body of
-    :func:`compute_csl` and :func:`train_checkpoints`."""
-    started = time.time()
-    dataset = samples._dataset
+) -> AuditPlan:
+    """Every check of :func:`compute_csl` (``score``) or
+    :func:`train_checkpoints`, with their defaults; raises :class:`CSLError`."""
     if not score:
         given = dict(threshold=threshold, peer_scores=peer_scores, precision=precision,
                      store_embeddings_field=store_embeddings_field, simulation=simulation,
@@ -363,42 +389,44 @@ def _audit(
     )  # fmt: skip
     autocast_context(plan.device, precision)  # an impossible precision fails before any work
     threshold_value = fcflags.resolve_threshold(threshold, len(plan.prepared.classes))
+    return AuditPlan(plan, score, threshold, threshold_value, tuple(peer_scores), precision, simulation,
+                     target_precision, store_embeddings_field, cache_dir)  # fmt: skip
+
+
+def _audit(samples, label_field, csl_field, embeddings_field, score: bool, function: str, progress=None, **kwargs):
+    """Training and, with ``score``, replay and scores: the body of
+    :func:`compute_csl` and :func:`train_checkpoints`."""
+    started = time.time()
+    dataset = samples._dataset
+    audit = plan_audit(samples, label_field, csl_field, embeddings_field, score, function, **kwargs)
+    plan, threshold, threshold_value = audit.training, audit.threshold, audit.threshold_value
     dataset_id = str(dataset._doc.id)
     weights = dict(PROGRESS_WEIGHTS) if score else {"features": 4, "train": 4, "write": 0.2}
-    if simulation:
+    if audit.simulation:
         weights.update({"simulation train": 4, "simulation replay": 1.5})
     progress = StagedProgress(progress, weights)
     with run_lock(dataset, csl_field):
         staging, manifest = _train_staging(plan, dataset_id)
         try:
-            attach_features(plan.prepared, plan.device, cache_dir, progress)
+            attach_features(plan.prepared, plan.device, audit.cache_dir, progress)
             train_into(staging, manifest, plan.prepared.sequences, plan.config, progress, plan.device, True)
             videos = {}
             if score:
                 videos = replay_and_score(
-                    staging, manifest, plan.prepared.sequences, plan.device, precision, progress, threshold_value,
-                    peer_scores,
+                    staging, manifest, plan.prepared.sequences, plan.device, audit.precision, progress,
+                    threshold_value, audit.peer_scores,
                 )  # fmt: skip
-            if simulation:
+            if audit.simulation:
                 videos, sim = simulate_and_flag(
-                    staging, manifest, plan.prepared.sequences, plan.config, plan.device, precision, progress,
-                    videos, None if threshold == "auto" else threshold_value, target_precision,
+                    staging, manifest, plan.prepared.sequences, plan.config, plan.device, audit.precision, progress,
+                    videos, None if threshold == "auto" else threshold_value, audit.target_precision,
                 )  # fmt: skip
                 threshold_value = sim.report["threshold"]
                 save_error_probs(staging, manifest, videos, sim)
             manifest.feature_stats = plan.prepared.feature_stats
             manifest.seconds = round(time.time() - started, 2)
-
-            def store_embeddings():
-                if store_embeddings_field is not None:
-                    fcf.write_embeddings(dataset, store_embeddings_field, plan.prepared.sequences)
-
             with progress.stage("write", 1, "steps"):
-                version = writeback.commit(
-                    dataset, plan.store, staging, manifest, plan.names, "scored" if score else "trained",
-                    threshold_value if score else "auto", list(videos), replace=True, videos=videos,
-                    before_journal=store_embeddings, warnings=plan.warnings,
-                )  # fmt: skip
+                version = commit_audit(dataset, audit, staging, manifest, videos, threshold_value)
         except BaseException as e:
             if not isinstance(e, KeyboardInterrupt):  # an interrupted call keeps its staging to resume
                 shutil.rmtree(staging, ignore_errors=True)
@@ -408,6 +436,22 @@ def _audit(
     results = CSLResults(csl_field, version, plan.prepared.classes, threshold_value, videos, plan.warnings)
     results.simulation = manifest.simulation
     return results
+
+
+def commit_audit(dataset, audit: AuditPlan, staging: str, manifest: Manifest, videos: dict, threshold_value) -> str:
+    """Makes ``staging`` the run's new version and writes its outputs (and a
+    requested embeddings field); returns the version's folder."""
+    plan = audit.training
+
+    def store_embeddings():
+        if audit.store_embeddings_field is not None:
+            fcf.write_embeddings(dataset, audit.store_embeddings_field, plan.prepared.sequences)
+
+    return writeback.commit(
+        dataset, plan.store, staging, manifest, plan.names, "scored" if audit.score else "trained",
+        threshold_value if audit.score else "auto", list(videos), replace=True, videos=videos,
+        before_journal=store_embeddings, warnings=plan.warnings,
+    )  # fmt: skip
 
 
 def compute_features(

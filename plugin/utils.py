@@ -44,6 +44,16 @@ def atomic_save_npz(path: str, **arrays) -> None:
     os.replace(tmp, path)
 
 
+def atomic_write_json(path: str, obj) -> None:
+    """Writes JSON so that readers never see a half-written file."""
+    import json
+
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
 class _ProgressState:
     """What a progress callback receives: mirrors FiftyOne's ProgressBar."""
 

@@ -1,0 +1,133 @@
+"""An audit fanned out over delegated workers (features by video, one
+training per fold, replay by video, one merge) gives the same fields and
+manifest whether 1, 2 or 4 worker processes run it, the same as one call in
+this process; a graph whose labels change after queueing fails and writes
+nothing."""
+
+import os
+import subprocess
+import sys
+
+import fiftyone_csl as fcsl
+import numpy as np
+import pytest
+from _common import snapshot
+from fiftyone_csl.plugin.record import get_run_config, load_manifest
+from fiftyone_csl.plugin.utils import CSLError
+
+SETTINGS = dict(epochs=3, folds=2, seed=5, peer_scores=["aum"])
+
+# what `fiftyone delegated launch` does: take queued operations until there are none
+WORKER = """
+import sys, time
+from fiftyone.operators.delegated import DelegatedOperationService
+from fiftyone_csl.plugin import fanout
+
+graph_id, dataset_name = sys.argv[1:3]
+service = DelegatedOperationService()
+while fanout.get_graph(graph_id)["state"] == "running":
+    if not service.execute_queued_operations(dataset_name=dataset_name, limit=1, log=True):
+        time.sleep(0.2)
+"""
+
+
+def _run(dataset, graph_id, processes: int):
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, graph_id, dataset.name],
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for _ in range(processes)
+    ]
+    logs = [w.communicate(timeout=900)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), "\n".join(log[-3000:] for log in logs)
+    return [log.count("Running operation") for log in logs]
+
+
+def _outputs(dataset, key):
+    dataset.reload()
+    manifest = load_manifest(dataset, get_run_config(dataset, key))
+    errors = [
+        [(d.label, tuple(d.support), d.suggested_label) for d in (e.detections if e else [])]
+        for e in dataset.values(f"{key}_errors")
+    ]
+    return {
+        "csl": dataset.values(f"frames.{key}"),
+        "aum": dataset.values(f"frames.{key}_aum"),
+        "max": dataset.values(f"{key}_max"),
+        "errors": errors,
+        "files": manifest.files,
+        "checkpoints": manifest.checkpoints,
+        "folds": manifest.folds,
+        "trajectories": manifest.trajectories,
+    }
+
+
+def test_one_two_and_four_workers_give_the_fields_and_manifest_of_one_call(scratch):
+    scratch.persistent = True  # the workers open it by name
+    runs = {}
+    for processes in (1, 2, 4):
+        key = f"fan{processes}"
+        graph = fcsl.compute_csl(scratch, "phase", key, workers=4, **SETTINGS)
+        assert graph["counts"] == {"features": 4, "train": 2, "replay": 4, "merge": 1}
+        assert len(graph["queued"]) == 4  # the features parts; each later stage is queued by the one before
+        scratch.reload()
+        assert key not in scratch.list_runs()  # nothing ran in this process
+        per_worker = _run(scratch, graph["graph_id"], processes)
+        state = fcsl.audit_graph(graph["graph_id"])
+        assert state["state"] == "completed", state["error"]
+        assert sum(per_worker) == 11
+        assert {stage: sorted(done) for stage, done in state["done"].items()} == {
+            "features": [0, 1, 2, 3], "train": [0, 1], "replay": [0, 1, 2, 3], "merge": [0]}  # fmt: skip
+        runs[processes] = _outputs(scratch, key)
+        assert not [n for n in os.listdir(os.path.dirname(get_run_config(scratch, key).run_dir))
+                    if n.startswith(".fanout-")]  # fmt: skip
+    fcsl.compute_csl(scratch, "phase", "inline", **SETTINGS)
+    inline = _outputs(scratch, "inline")
+    for processes in (2, 4):
+        assert runs[processes] == runs[1]
+    for name in ("files", "checkpoints", "folds", "trajectories", "errors", "max"):
+        assert inline[name] == runs[1][name], name
+    for name in ("csl", "aum"):
+        a = np.concatenate([np.asarray(v, float) for v in inline[name]])
+        b = np.concatenate([np.asarray(v, float) for v in runs[1][name]])
+        np.testing.assert_array_equal(a, b)
+    assert scratch.count("frames.fan1") == scratch.count("frames.phase")
+
+
+def test_a_graph_whose_labels_change_after_queueing_fails_and_writes_nothing(scratch):
+    scratch.persistent = True
+    graph = fcsl.compute_csl(scratch, "phase", "late", embeddings_field="emb", workers=2, **SETTINGS)
+    sample = scratch.first()
+    frame = sample.frames.first()
+    frame["phase"].label = "phase_6" if frame["phase"].label != "phase_6" else "phase_1"
+    sample.save()
+    before = snapshot(scratch)
+    _run(scratch, graph["graph_id"], 1)
+    state = fcsl.audit_graph(graph["graph_id"])
+    assert state["state"] == "failed" and "changed since" in state["error"]
+    assert snapshot(scratch) == before
+    assert "late" not in scratch.list_runs()
+    # a new graph of the same key may be queued once this one has stopped
+    again = fcsl.compute_csl(scratch, "phase", "late", embeddings_field="emb", workers=2, **SETTINGS)
+    fcsl.cancel_graph(again["graph_id"])
+    assert fcsl.audit_graph(again["graph_id"])["state"] == "cancelled"
+
+
+def test_bad_fan_out_options_fail_before_anything_is_queued(scratch):
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    service = DelegatedOperationService()
+    queued = len(service.list_operations(dataset_name=scratch.name))
+    for kwargs, message in [
+        (dict(workers=0), "workers"),
+        (dict(workers=2, simulation=True), "does not take"),
+        (dict(workers=2, epochs=0), "epochs"),
+        (dict(workers=2, folds=99), "folds"),
+    ]:
+        with pytest.raises(CSLError, match=message):
+            fcsl.compute_csl(scratch, "phase", "bad", embeddings_field="emb", **kwargs)
+    assert len(service.list_operations(dataset_name=scratch.name)) == queued
