@@ -30,11 +30,28 @@ class AuditVideoLabels(foo.Operator):
                 common.peer_inputs(ctx, inputs)
                 common.simulation_inputs(ctx, inputs)
                 common.threshold_input(ctx, inputs)
+                inputs.int(
+                    "workers", default=1, min=1, max=256, required=False, label="Workers",
+                    description="More than 1 queues the audit as a graph of delegated operations (features and "
+                    "replay by groups of videos, one training per fold, one merge) for that many workers "
+                    "(`fiftyone delegated launch`) sharing this database and the run folder",
+                )  # fmt: skip
                 common.scheduling_notice(ctx, inputs, common.audit_estimate(ctx))
         return types.Property(inputs, view=types.View(label="CSL: audit video labels"))
 
     def execute(self, ctx):
         p = ctx.params
+        workers = int(p.get("workers") or 1)
+        if workers > 1:
+            graph = compute_csl(
+                ctx.target_view(),
+                p["label_field"],
+                workers=workers,
+                delegation_target=ctx.request_params.get("delegation_target"),
+                **common.engine_params(p, ("csl_field", *common.TRAINING_PARAMS, "peer_scores", "threshold")),
+            )
+            return {"run_key": p.get("csl_field") or "csl", "graph_id": graph["graph_id"],
+                    "queued_parts": len(graph["queued"])}  # fmt: skip
         results = compute_csl(
             ctx.target_view(),
             p["label_field"],
@@ -58,6 +75,8 @@ class AuditVideoLabels(foo.Operator):
         outputs.int("videos", label="Videos scored")
         outputs.int("suspect_segments", label="Suspect segments")
         outputs.float("threshold", label="CSL threshold")
+        outputs.str("graph_id", label="Audit graph (queued for several workers; fcsl.audit_graph(id) tells its state)")
+        outputs.int("queued_parts", label="Parts queued now (each stage queues the next)")
         if (ctx.results or {}).get("estimated_precision") is not None:
             outputs.float("estimated_precision", label="Estimated precision of the flags (from the simulation)")
         return types.Property(outputs)
@@ -81,10 +100,12 @@ class AuditVideoLabels(foo.Operator):
             csl_field ("csl"): run key and field prefix
             embeddings_field (None): frame-level vector field to use as features
             delegate (False): queue a delegated operation instead of running now
-            **kwargs: ``backbone``, ``model``, ``epochs``, ``folds``,
-                ``cross_fit``, ``stride``, ``peer_scores``, ``simulation``,
-                ``target_precision``, ``threshold``, ``overwrite`` as in
-                :func:`fiftyone_csl.compute_csl`
+            **kwargs: ``backbone``, ``backbone_runtime``, ``model``,
+                ``epochs``, ``folds``, ``cross_fit``, ``stride``, ``fps``,
+                ``peer_scores``, ``simulation``, ``target_precision``,
+                ``threshold``, ``overwrite`` as in
+                :func:`fiftyone_csl.compute_csl`; ``workers=N`` (N > 1)
+                queues the audit as a graph for N workers
 
         Returns:
             an ``ExecutionResult`` (for delegated runs, the queued operation)

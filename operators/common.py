@@ -7,6 +7,7 @@ import fiftyone.operators.types as types
 
 from ..models import HEADS
 from ..models.backbones import BACKBONES
+from ..plugin.encoders import RUNTIMES
 from ..plugin.record import list_csl_runs
 from ..plugin.scores import SCORES
 
@@ -122,10 +123,10 @@ BACKBONE_FPS = 48.0
 FRAME_EPOCH_FOLDS_PER_S = 75_000.0
 
 
-def estimated_seconds(num_frames, epochs, folds, stride=1, backbone=True) -> float:
+def estimated_seconds(num_frames, epochs, folds, stride=1, backbone=True, fps=None) -> float:
     """A rough duration of an audit of ``num_frames`` video frames on a
-    2-core CPU (cached features count as free)."""
-    scored = num_frames / max(1, stride)
+    2-core CPU (cached features count as free; ``fps`` assumes 25 fps video)."""
+    scored = num_frames / max(1, stride) if not fps else num_frames * min(1.0, fps / 25.0)
     return (scored / BACKBONE_FPS if backbone else 0.0) + scored * epochs * folds / FRAME_EPOCH_FOLDS_PER_S + 10
 
 
@@ -157,7 +158,7 @@ def audit_estimate(ctx) -> float | None:
     p = ctx.params
     return estimated_seconds(
         frames, p.get("epochs") or _audit_default("epochs"), p.get("folds") or _audit_default("folds"),
-        p.get("stride") or 1, backbone=not p.get("embeddings_field"),
+        p.get("stride") or 1, backbone=not p.get("embeddings_field"), fps=p.get("fps"),
     )  # fmt: skip
 
 
@@ -217,9 +218,9 @@ def engine_default(function, name):
 
 
 def _audit_default(name):
-    from ..plugin.steps import _audit
+    from ..plugin.steps import plan_audit
 
-    return engine_default(_audit, name)
+    return engine_default(plan_audit, name)
 
 
 def features_inputs(ctx, inputs):
@@ -233,11 +234,21 @@ def features_inputs(ctx, inputs):
     )
     if not ctx.params.get("embeddings_field"):  # a backbone only runs without an embeddings field
         inputs.enum("backbone", sorted(BACKBONES), default=_audit_default("backbone"), label="Backbone")
+        inputs.enum(
+            "backbone_runtime", list(RUNTIMES), default=_audit_default("backbone_runtime"), required=False,
+            label="Backbone runtime", description="auto: OpenVINO or ONNX Runtime when installed (CPU), else PyTorch",
+        )  # fmt: skip
     of = " of the embeddings field" if ctx.params.get("embeddings_field") else ""
-    inputs.int(
-        "stride", default=_audit_default("stride"), min=1, max=1000, label="Frame stride",
-        description=f"Score every n-th frame{of}",
+    inputs.float(
+        "fps", required=False, min=0.01, label="Frames per second of video (optional)",
+        description="Score this many frames per second of each video, whatever its frame rate (1 or 2 for long "
+        "videos); leave empty to use the stride",
     )  # fmt: skip
+    if not ctx.params.get("fps"):
+        inputs.int(
+            "stride", default=_audit_default("stride"), min=1, max=1000, label="Frame stride",
+            description=f"Score every n-th frame{of}",
+        )  # fmt: skip
 
 
 def training_inputs(ctx, inputs):
@@ -262,7 +273,8 @@ def peer_inputs(ctx, inputs):
     )
 
 
-TRAINING_PARAMS = ("embeddings_field", "backbone", "model", "epochs", "folds", "cross_fit", "stride", "overwrite")
+TRAINING_PARAMS = ("embeddings_field", "backbone", "backbone_runtime", "model", "epochs", "folds", "cross_fit",
+                   "stride", "fps", "overwrite")  # fmt: skip
 
 
 def engine_params(p, names) -> dict:

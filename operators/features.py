@@ -4,6 +4,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ..models.backbones import BACKBONES
+from ..plugin.encoders import RUNTIMES
 from ..plugin.steps import compute_features
 from . import common
 
@@ -24,7 +25,10 @@ class ComputeFrameFeatures(foo.Operator):
             inputs.str("embeddings_field", default="csl_features", required=True, label="Embeddings field")
             default = lambda name: common.engine_default(compute_features, name)  # noqa: E731
             inputs.enum("backbone", sorted(BACKBONES), default=default("backbone"), label="Backbone")
-            inputs.int("stride", default=default("stride"), min=1, max=1000, label="Frame stride")
+            inputs.enum("backbone_runtime", list(RUNTIMES), default=default("backbone_runtime"), label="Runtime")
+            inputs.float("fps", required=False, min=0.01, label="Frames per second of video (optional)")
+            if not ctx.params.get("fps"):
+                inputs.int("stride", default=default("stride"), min=1, max=1000, label="Frame stride")
             inputs.bool("overwrite", default=False, label="Overwrite the field if it exists")
         common.scheduling_notice(ctx, inputs)
         return types.Property(inputs, view=types.View(label="CSL: compute frame features"))
@@ -34,7 +38,7 @@ class ComputeFrameFeatures(foo.Operator):
         frames = compute_features(
             ctx.target_view(),
             p["embeddings_field"],
-            **common.engine_params(p, ("backbone", "stride", "overwrite")),
+            **common.engine_params(p, ("backbone", "backbone_runtime", "stride", "fps", "overwrite")),
             progress=common.progress_callback(ctx),
         )
         common.reload_if_immediate(ctx)
@@ -54,7 +58,8 @@ class ComputeFrameFeatures(foo.Operator):
             sample_collection: a video Dataset or DatasetView
             embeddings_field ("csl_features"): the frame-level field to write
             delegate (False): queue a delegated operation instead of running now
-            **kwargs: ``backbone``, ``stride``, ``overwrite``
+            **kwargs: ``backbone``, ``backbone_runtime``, ``stride``, ``fps``,
+                ``overwrite``
         """
         params = dict(embeddings_field=embeddings_field, **kwargs)
         return common.execute_twin(self, sample_collection, params, delegate)
