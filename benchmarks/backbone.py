@@ -16,6 +16,7 @@ Usage::
 
     python benchmarks/backbone.py            # about 10 minutes on 2 CPU cores
     python benchmarks/backbone.py --quick    # fewer repeats and variants
+    python benchmarks/backbone.py --detection   # CSL AUROC on the demo, torch vs chosen runtime features
 
 Writes ``benchmarks/results/backbone.json`` and prints the README's table.
 """
@@ -255,7 +256,53 @@ def table(r) -> str:
     return "\n".join(lines)
 
 
+def detection_check(seeds=(0, 1)):
+    """CSL's frame AUROC on the demo with features from PyTorch float32 and
+    from the runtime ``"auto"`` picks, the same injected errors and seeds
+    (conditions ``r10`` and ``weak`` of ``detection.py``); merged into
+    ``backbone.json``."""
+    sys.path.insert(0, HERE)
+    import detection
+    import sources
+    from fiftyone_csl import compute_csl_arrays
+    from fiftyone_csl.plugin import encoders, metrics
+
+    chosen = encoders.resolve_runtime("auto", "cpu")
+    rows = []
+    for condition in ("r10", "weak"):
+        settings = detection.CONDITIONS[condition]
+        for seed in seeds:
+            row = {"condition": condition, "seed": seed}
+            for runtime in ("torch", chosen):
+                features, clean, classes = sources.demo(weak=settings.get("weak", False), runtime=runtime)
+                rng = np.random.default_rng(seed)
+                given, _ = detection.inject_into_sequences(clean, detection.KINDS, settings["rate"], len(classes), rng)
+                results = compute_csl_arrays(features, given, classes, seed=seed, device="cpu", progress=False)
+                scores = np.concatenate([results.videos[n].scores["csl"] for n in results.videos])
+                wrong = np.concatenate([g != c for g, c in zip(given, clean)])
+                row[runtime] = float(metrics.frame_auroc_ap(scores, wrong)["auroc"])
+            row["difference"] = row[chosen] - row["torch"]
+            rows.append(row)
+            print(f"[backbone] detection {row}", flush=True)
+    path = os.path.join(RESULTS, "backbone.json")
+    with open(path) as f:
+        out = json.load(f)
+    out["detection"] = {"runtime": chosen, "rows": rows, "largest_difference": max(abs(r["difference"]) for r in rows)}
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"[backbone] largest AUROC difference {out['detection']['largest_difference']:.4f}; merged into {path}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no torch.compile")
-    main(parser.parse_args().quick)
+    parser.add_argument(
+        "--detection",
+        action="store_true",
+        help="only the CSL AUROC on the demo with torch and with the chosen runtime's features",
+    )
+    args = parser.parse_args()
+    if args.detection:
+        detection_check()
+    else:
+        main(args.quick)

@@ -36,7 +36,7 @@ from fiftyone_csl.plugin import fanout
 
 graph_id, dataset_name = sys.argv[1:3]
 service = DelegatedOperationService()
-while fanout.get_graph(graph_id)["state"] == "running":
+while fanout.audit_graph(graph_id)["state"] == "running":
     if not service.execute_queued_operations(dataset_name=dataset_name, limit=1):
         time.sleep(0.2)
 """
@@ -57,6 +57,10 @@ def main():
     parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args()
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+    # the workers find the plugin (this repository) through a plugins directory
+    plugins = tempfile.mkdtemp(prefix="fcsl-plugins-")
+    os.symlink(os.path.dirname(HERE), os.path.join(plugins, "fiftyone-csl"))
+    os.environ["FIFTYONE_PLUGINS_DIR"] = plugins
     import fiftyone_csl as fcsl
     from fiftyone_csl.plugin.demo import build_demo_dataset
 

@@ -30,8 +30,12 @@ CACHE = os.path.join(HERE, ".cache")
 ACTIVITIES = ["Standing", "Walking", "Running", "Badminton"]
 
 
-def _demo_strong():
-    path = os.path.join(CACHE, "demo_features.npz")
+def _demo_strong(runtime="auto"):
+    """The demo videos' backbone features (computed by ``runtime``) and phases."""
+    from fiftyone_csl.plugin.encoders import resolve_runtime
+
+    runtime = resolve_runtime(runtime, "cpu")
+    path = os.path.join(CACHE, f"demo_features_{runtime}.npz")
     if os.path.exists(path):
         with np.load(path, allow_pickle=False) as data:
             count = int(data["count"])
@@ -42,7 +46,7 @@ def _demo_strong():
     dataset = build_demo_dataset(
         "csl-bench-clean", num_videos=24, mislabel_videos=0, disorder_videos=0, seed=0, overwrite=True, persistent=False
     )
-    fcsl.compute_features(dataset, "emb", overwrite=True)
+    fcsl.compute_features(dataset, "emb", overwrite=True, backbone_runtime=runtime)
     features, labels = [], []
     for vectors, phases in zip(*dataset.values(["frames.emb", "frames.phase.label"])):
         features.append(np.stack(vectors).astype(np.float32))
@@ -65,9 +69,9 @@ def _weaken(features, rng, dim=8, noise=1.0):
     return out
 
 
-def demo(weak=False):
+def demo(weak=False, runtime="auto"):
     """``(features, labels, classes)`` of the demo source."""
-    features, labels = _demo_strong()
+    features, labels = _demo_strong(runtime)
     if weak:
         features = _weaken(features, np.random.default_rng(1234))
     return features, labels, [f"phase_{i + 1}" for i in range(6)]

@@ -116,18 +116,23 @@ def new_key_input(ctx, inputs, name="csl_field", default="csl") -> bool:
     return key.isidentifier()
 
 
-# rates on a 2-core CPU, only for the forms' duration estimates: the backbone's
-# frames/s, and training plus replay in frames x epochs x folds per second
-# (about 3 minutes for 90,000 frames at 30 epochs and 5 folds; benchmarks/speed.py)
-BACKBONE_FPS = 48.0
+# rates on a 2-core CPU, only for the forms' duration estimates: decode and
+# backbone in frames/s by runtime (benchmarks/backbone.py, end to end; ONNX
+# Runtime scaled from its backbone-only rate), and training plus replay in
+# frames x epochs x folds per second (about 3 minutes for 90,000 frames at 30
+# epochs and 5 folds; benchmarks/speed.py)
+BACKBONE_FPS = {"torch": 48.0, "openvino": 124.0, "onnxruntime": 115.0}
 FRAME_EPOCH_FOLDS_PER_S = 75_000.0
 
 
 def estimated_seconds(num_frames, epochs, folds, stride=1, backbone=True, fps=None) -> float:
     """A rough duration of an audit of ``num_frames`` video frames on a
     2-core CPU (cached features count as free; ``fps`` assumes 25 fps video)."""
+    from ..plugin.encoders import resolve_runtime
+
     scored = num_frames / max(1, stride) if not fps else num_frames * min(1.0, fps / 25.0)
-    return (scored / BACKBONE_FPS if backbone else 0.0) + scored * epochs * folds / FRAME_EPOCH_FOLDS_PER_S + 10
+    rate = BACKBONE_FPS[resolve_runtime("auto", "cpu")]
+    return (scored / rate if backbone else 0.0) + scored * epochs * folds / FRAME_EPOCH_FOLDS_PER_S + 10
 
 
 def scheduling_notice(ctx, inputs, seconds=None) -> None:

@@ -133,10 +133,41 @@ def audit_graph(graph_id: str) -> dict:
     """The state of an audit queued over several workers: ``state``
     (``"running"``, ``"completed"``, ``"failed"``, ``"cancelled"``),
     ``error``, each stage's part ``counts`` and finished parts (``done``),
-    and each finished part's ``seconds``."""
+    and each finished part's ``seconds``.
+
+    A part that FiftyOne reports failed before it could run (its worker
+    lacks the plugin, say) fails the graph here, with FiftyOne's error.
+    """
     doc = get_graph(graph_id)
-    keys = ("_id", "run_key", "state", "error", "counts", "done", "seconds", "created", "finished")
+    if doc["state"] == "running":
+        failed = _failed_operation(doc.get("operations", []))
+        if failed is not None:
+            _collection().update_one(
+                {"_id": graph_id, "state": "running"},
+                {"$set": {"state": "failed", "error": failed, "finished": _now()}},
+            )
+            shutil.rmtree(doc["folder"], ignore_errors=True)
+            doc = get_graph(graph_id)
+    keys = ("_id", "run_key", "state", "error", "counts", "done", "seconds", "created", "finished", "operations")
     return {k: doc.get(k) for k in keys}
+
+
+def _failed_operation(operation_ids: list) -> str | None:
+    """The error of the first failed delegated operation among ``operation_ids``."""
+    from bson import ObjectId
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionRunState
+
+    service = DelegatedOperationService()
+    for op_id in operation_ids:
+        try:
+            op = service.get(ObjectId(op_id))
+        except Exception:  # deleted by the user: not a failure of the graph
+            continue
+        if op is not None and op.run_state == ExecutionRunState.FAILED:
+            error = getattr(op.result, "error", None) or "failed"
+            return f"{op.label}: {str(error).strip().splitlines()[-1]}"
+    return None
 
 
 def get_graph(graph_id: str) -> dict:
@@ -350,6 +381,7 @@ def queue_stage(graph: dict, stage: str, delegation_target=None) -> list:
                 context=ExecutionContext(request_params=request).serialize(),
             )
         )
+    _collection().update_one({"_id": graph["_id"]}, {"$push": {"operations": {"$each": [str(op.id) for op in queued]}}})
     return queued
 
 

@@ -25,7 +25,7 @@ from fiftyone_csl.plugin import fanout
 
 graph_id, dataset_name = sys.argv[1:3]
 service = DelegatedOperationService()
-while fanout.get_graph(graph_id)["state"] == "running":
+while fanout.audit_graph(graph_id)["state"] == "running":
     if not service.execute_queued_operations(dataset_name=dataset_name, limit=1, log=True):
         time.sleep(0.2)
 """
@@ -115,6 +115,16 @@ def test_a_graph_whose_labels_change_after_queueing_fails_and_writes_nothing(scr
     again = fcsl.compute_csl(scratch, "phase", "late", embeddings_field="emb", workers=2, **SETTINGS)
     fcsl.cancel_graph(again["graph_id"])
     assert fcsl.audit_graph(again["graph_id"])["state"] == "cancelled"
+
+
+def test_a_part_fiftyone_cannot_run_fails_the_graph_and_writes_nothing(scratch, tmp_path):
+    scratch.persistent = True
+    graph = fcsl.compute_csl(scratch, "phase", "noplugin", embeddings_field="emb", workers=2, **SETTINGS)
+    before = snapshot(scratch)
+    _run(scratch, graph["graph_id"], 1, FIFTYONE_PLUGINS_DIR=str(tmp_path))  # a worker without the plugin
+    state = fcsl.audit_graph(graph["graph_id"])
+    assert state["state"] == "failed" and "does not exist" in state["error"], state
+    assert snapshot(scratch) == before
 
 
 def test_bad_fan_out_options_fail_before_anything_is_queued(scratch):
