@@ -87,9 +87,8 @@ def timed_audit(features, labels, classes, seed, **kwargs):
     results = compute_csl_arrays(features, labels, classes, seed=seed, device="cpu", progress=progress, **kwargs)
     end = time.perf_counter()
     order = sorted(starts, key=starts.get)
-    stages = {a: starts[b] - starts[a] for a, b in zip(order, order[1:] + ["end"])} if order else {}
-    if order:
-        stages[order[-1]] = end - starts[order[-1]]
+    bounds = [starts[name] for name in order] + [end]
+    stages = {name: bounds[i + 1] - bounds[i] for i, name in enumerate(order)}
     return results, end - started, stages
 
 

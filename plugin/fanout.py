@@ -178,13 +178,28 @@ def get_graph(graph_id: str) -> dict:
 
 
 def cancel_graph(graph_id: str) -> None:
-    """Stops a graph: parts not yet started do nothing, and its folder is
-    removed. The dataset and the run's current version are untouched."""
+    """Stops a graph: its parts still queued are removed from FiftyOne's
+    queue, parts already running find it stopped when they finish, and its
+    folder is removed. The dataset and the run's current version are
+    untouched."""
     doc = _collection().find_one_and_update(
         {"_id": graph_id, "state": "running"}, {"$set": {"state": "cancelled", "finished": _now()}}
     )
-    if doc is not None:
-        shutil.rmtree(doc["folder"], ignore_errors=True)
+    if doc is None:
+        return
+    from bson import ObjectId
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionRunState
+
+    service = DelegatedOperationService()
+    for op_id in doc.get("operations", []):
+        try:
+            op = service.get(ObjectId(op_id))
+            if op is not None and op.run_state == ExecutionRunState.QUEUED:
+                service.delete_operation(ObjectId(op_id))
+        except Exception:  # already deleted by the user
+            continue
+    shutil.rmtree(doc["folder"], ignore_errors=True)
 
 
 def run_part(samples, graph_id: str, stage: str, index: int, progress=None, delegation_target=None) -> str | None:

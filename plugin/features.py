@@ -76,7 +76,7 @@ def stream_frame_rate(path: str) -> float | None:
     try:
         with av.open(path) as container:
             stream = container.streams.video[0] if container.streams.video else None
-            rate = stream.average_rate or stream.base_rate if stream is not None else None
+            rate = (stream.average_rate or stream.base_rate) if stream is not None else None
     except av.error.FFmpegError as e:
         raise CSLError(f"cannot read video {path}: {e}") from None
     return float(rate) if rate else None
@@ -124,20 +124,23 @@ def _ahead(batches, depth: int = 2):
     queue = Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(item) -> bool:  # False once the consumer has stopped: never blocks its join
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
     def produce():
         try:
             for batch in batches:
-                while not stop.is_set():
-                    try:
-                        queue.put(batch, timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set():
+                if not put(batch):
                     return
-            queue.put(done)
+            put(done)
         except BaseException as e:  # handed to the consumer
-            queue.put(e)
+            put(e)
 
     thread = threading.Thread(target=produce, daemon=True, name="fcsl-decode")
     thread.start()

@@ -111,10 +111,15 @@ def test_a_graph_whose_labels_change_after_queueing_fails_and_writes_nothing(scr
     assert state["state"] == "failed" and "changed since" in state["error"]
     assert snapshot(scratch) == before
     assert "late" not in scratch.list_runs()
-    # a new graph of the same key may be queued once this one has stopped
+    # a new graph of the same key may be queued once this one has stopped; cancelling unqueues its parts
     again = fcsl.compute_csl(scratch, "phase", "late", embeddings_field="emb", workers=2, **SETTINGS)
     fcsl.cancel_graph(again["graph_id"])
     assert fcsl.audit_graph(again["graph_id"])["state"] == "cancelled"
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionRunState
+
+    left = DelegatedOperationService().list_operations(dataset_name=scratch.name, run_state=ExecutionRunState.QUEUED)
+    assert not [op for op in left if str(op.id) in again["queued"]]
 
 
 def test_a_part_fiftyone_cannot_run_fails_the_graph_and_writes_nothing(scratch, tmp_path):
@@ -125,6 +130,46 @@ def test_a_part_fiftyone_cannot_run_fails_the_graph_and_writes_nothing(scratch, 
     state = fcsl.audit_graph(graph["graph_id"])
     assert state["state"] == "failed" and "does not exist" in state["error"], state
     assert snapshot(scratch) == before
+
+
+def test_a_worker_killed_mid_part_leaves_the_previous_run_and_the_graph_can_be_cancelled(scratch):
+    import signal
+    import time
+
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionRunState
+
+    scratch.persistent = True
+    first = fcsl.compute_csl(scratch, "phase", "kept", embeddings_field="emb", **SETTINGS)
+    before = snapshot(scratch)
+    graph = fcsl.compute_csl(scratch, "phase", "kept", embeddings_field="emb", workers=2, overwrite=True,
+                             **dict(SETTINGS, epochs=40))  # fmt: skip
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, graph["graph_id"], scratch.name], env=dict(os.environ),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    service = DelegatedOperationService()
+    deadline = time.time() + 300
+    while time.time() < deadline:  # a training part is running
+        states = [service.get(op_id).run_state for op_id in fcsl.audit_graph(graph["graph_id"])["operations"]]
+        if ExecutionRunState.RUNNING in states:
+            break
+        time.sleep(0.2)
+    time.sleep(1.5)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert fcsl.audit_graph(graph["graph_id"])["state"] == "running"  # FiftyOne cannot tell the worker died
+    assert snapshot(scratch) == before
+    loaded = fcsl.load_csl_results(scratch, "kept")
+    sid = next(iter(first.videos))
+    np.testing.assert_array_equal(loaded.videos[sid].scores["csl"], first.videos[sid].scores["csl"])
+    with pytest.raises(CSLError, match="in progress"):
+        fcsl.compute_csl(scratch, "phase", "kept", embeddings_field="emb", workers=2, overwrite=True, **SETTINGS)
+    fcsl.cancel_graph(graph["graph_id"])
+    key_dir = os.path.dirname(get_run_config(scratch, "kept").run_dir)
+    assert not [n for n in os.listdir(key_dir) if n.startswith(".fanout-")]
+    again = fcsl.compute_csl(scratch, "phase", "kept", embeddings_field="emb", workers=2, overwrite=True, **SETTINGS)
+    _run(scratch, again["graph_id"], 1)
+    assert fcsl.audit_graph(again["graph_id"])["state"] == "completed"
+    assert scratch.count("frames.kept") == scratch.count("frames.phase")
 
 
 def test_bad_fan_out_options_fail_before_anything_is_queued(scratch):

@@ -79,6 +79,16 @@ def test_a_decoding_error_in_the_decoding_thread_reaches_the_caller():
     assert len(received) == 1
 
 
+def test_a_consumer_that_stops_early_never_waits_for_the_decoding_thread():
+    def endless():
+        while True:
+            yield [1], np.zeros((1, 8, 8, 3), np.uint8)
+
+    batches = fcf._ahead(endless(), depth=1)
+    next(batches)
+    batches.close()  # joins the thread: returns only if the producer saw the stop
+
+
 def test_fps_gives_each_video_the_stride_of_its_frame_rate():
     spec = FeatureSpec.make(fps=2)
     assert [spec.stride_for(r) for r in (25.0, 30.0, 29.97, 50.0, 1.0)] == [12, 15, 15, 25, 1]

@@ -19,6 +19,7 @@ OPERATORS = [
     "review_segment",
     "undo_review",
     "delete_csl_run",
+    "run_audit_part",
 ]
 
 
@@ -95,6 +96,24 @@ def test_operators_train_on_one_view_and_replay_on_another(scratch):
     results = fcsl.load_csl_results(scratch, "tr")
     assert set(results.videos) == set(new_videos.values("id"))
     assert next(iter(results.videos.values())).trajectory.loss.shape[1] == 10
+
+
+def test_the_audit_operator_with_workers_queues_the_graph_and_writes_nothing(scratch):
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    audit = foo.get_operator(URI + "audit_video_labels")
+    out = _ok(audit(scratch, "frames.phase", "wk", "emb", epochs=2, folds=2, workers=3))
+    graph = fcsl.audit_graph(out["graph_id"])
+    assert graph["state"] == "running" and out["queued_parts"] == 2  # one training part per fold
+    assert graph["counts"] == {"features": 3, "train": 2, "replay": 3, "merge": 1}
+    service = DelegatedOperationService()
+    queued = service.list_operations(dataset_name=scratch.name, operator=URI + "run_audit_part")
+    assert sorted(str(op.id) for op in queued) == sorted(graph["operations"])
+    scratch.reload()
+    assert "wk" not in scratch.list_runs() and "wk" not in scratch.get_frame_field_schema()
+    fcsl.cancel_graph(out["graph_id"])
+    for op in queued:
+        service.delete_operation(op.id)
 
 
 def test_compute_features_operator_matches_the_audit_features(scratch):
