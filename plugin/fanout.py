@@ -31,6 +31,8 @@ import shutil
 import time
 import uuid
 
+from pymongo.errors import DuplicateKeyError
+
 from . import train as fctrain
 from .locks import run_lock
 from .options import check_int
@@ -92,16 +94,13 @@ def create_graph(
     plan = audit.training
     dataset = samples._dataset
     dataset_id = str(dataset._doc.id)
-    busy = _collection().find_one({"dataset_id": dataset_id, "run_key": csl_field, "state": "running"})
-    if busy is not None:
-        raise CSLError(
-            f"an audit of run '{csl_field}' over several workers is in progress (graph {busy['_id']}); "
-            "wait for it, or cancel it with fiftyone_csl.cancel_graph"
-        )
+    try:
+        queued_kwargs = json.loads(json.dumps(kwargs))
+    except TypeError as e:
+        raise CSLError(f"an audit over several workers needs options that can be stored as JSON: {e}") from None
     groups = shards_by_frames(plan.prepared.sequences, shards)
     graph_id = uuid.uuid4().hex[:16]
     folder = os.path.join(plan.store.key_dir, f".fanout-{graph_id}")
-    os.makedirs(os.path.join(folder, "parts"))
     first = "features" if plan.prepared.spec.embeddings_field is None else "train"
     doc = {
         "_id": graph_id,
@@ -110,7 +109,7 @@ def create_graph(
         "run_key": csl_field,
         "label_field": label_field,
         "embeddings_field": embeddings_field,
-        "kwargs": json.loads(json.dumps(kwargs)),
+        "kwargs": queued_kwargs,
         "fingerprint": plan.fingerprint(dataset_id),
         "folder": folder,
         "shards": groups,
@@ -125,7 +124,21 @@ def create_graph(
         "started": time.time(),
         "view": view if view is not None else samples.view()._serialize(),
     }
-    _collection().insert_one(doc)
+    coll = _collection()
+    # one running graph per dataset and key, decided by the database (two calls at once: one wins)
+    coll.create_index(
+        [("dataset_id", 1), ("run_key", 1)], unique=True, name="one_running_graph",
+        partialFilterExpression={"state": "running"},
+    )  # fmt: skip
+    try:
+        coll.insert_one(doc)
+    except DuplicateKeyError:
+        busy = coll.find_one({"dataset_id": dataset_id, "run_key": csl_field, "state": "running"}) or {}
+        raise CSLError(
+            f"an audit of run '{csl_field}' over several workers is in progress (graph {busy.get('_id')}); "
+            "wait for it, or cancel it with fiftyone_csl.cancel_graph"
+        ) from None
+    os.makedirs(os.path.join(folder, "parts"))
     return doc
 
 
