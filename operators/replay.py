@@ -3,9 +3,8 @@ delegated shards that several workers run side by side."""
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
-from fiftyone.operators.delegated import DelegatedOperationService
-from fiftyone.operators.executor import ExecutionContext
 
+from ..plugin.fanout import queue_delegated
 from ..plugin.record import get_run_config
 from ..plugin.replay import PRECISIONS
 from ..plugin.rescore import replay_checkpoints, replay_shards
@@ -121,22 +120,14 @@ def queue_replay_shards(
     """
     get_run_config(samples._dataset, csl_field)  # a clear error before anything is queued
     groups = replay_shards(samples, num_shards)
-    service = DelegatedOperationService()
-    queued = []
-    for i, ids in enumerate(groups):
-        request = dict(
-            dataset_name=samples._dataset.name,
-            view=samples.select(ids)._serialize(),
-            params=dict(kwargs, csl_field=csl_field, shards=1),
-            delegated=True,
-            delegation_target=delegation_target,
-        )
-        queued.append(
-            service.queue_operation(
-                operator=operator_uri,
-                label=f"CSL replay '{csl_field}' shard {i + 1}/{len(groups)} ({len(ids)} videos)",
-                delegation_target=delegation_target,
-                context=ExecutionContext(request_params=request).serialize(),
-            )
-        )
-    return queued
+    return [
+        queue_delegated(
+            operator_uri,
+            f"CSL replay '{csl_field}' shard {i + 1}/{len(groups)} ({len(ids)} videos)",
+            samples._dataset.name,
+            samples.select(ids)._serialize(),
+            dict(kwargs, csl_field=csl_field, shards=1),
+            delegation_target,
+        )  # fmt: skip
+        for i, ids in enumerate(groups)
+    ]

@@ -40,7 +40,7 @@ from .pipeline import replay_and_score, score_video
 from .prepare import attach_features
 from .replay import load_trajectory
 from .steps import commit_audit, plan_audit
-from .utils import CSLError, StagedProgress, atomic_write_json
+from .utils import CSLError, StagedProgress, atomic_write_json, balanced_groups
 
 COLLECTION = "fiftyone_csl_graphs"
 PART_OPERATOR = "@fiftyone-csl/csl/run_audit_part"
@@ -56,19 +56,6 @@ def _collection():
 
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-
-
-def shards_by_frames(sequences: list, num_shards: int) -> list:
-    """Sample ids in at most ``num_shards`` groups of about equal frame
-    counts (largest video first into the lightest group); deterministic."""
-    order = sorted(sequences, key=lambda s: (-len(s.frame_numbers), s.sample_id))
-    groups = [[] for _ in range(max(1, min(num_shards, len(order))))]
-    loads = [0] * len(groups)
-    for s in order:
-        i = loads.index(min(loads))
-        groups[i].append(s.sample_id)
-        loads[i] += len(s.frame_numbers)
-    return [sorted(g) for g in groups]
 
 
 def create_graph(
@@ -98,7 +85,7 @@ def create_graph(
         queued_kwargs = json.loads(json.dumps(kwargs))
     except TypeError as e:
         raise CSLError(f"an audit over several workers needs options that can be stored as JSON: {e}") from None
-    groups = shards_by_frames(plan.prepared.sequences, shards)
+    groups = balanced_groups({s.sample_id: len(s.frame_numbers) for s in plan.prepared.sequences}, shards)
     graph_id = uuid.uuid4().hex[:16]
     folder = os.path.join(plan.store.key_dir, f".fanout-{graph_id}")
     first = "features" if plan.prepared.spec.embeddings_field is None else "train"
@@ -384,31 +371,36 @@ _PARTS = {  # each part and the weights of its progress stages
 # --- queueing ----------------------------------------------------------------------------------
 
 
-def queue_stage(graph: dict, stage: str, delegation_target=None) -> list:
-    """Queues every part of ``stage`` of ``graph`` as a delegated operation;
-    returns the queued operations."""
+def queue_delegated(operator: str, label: str, dataset_name: str, view: list, params: dict, delegation_target=None):
+    """Queues one delegated operation of ``operator`` over ``view`` (a
+    serialized view of dataset ``dataset_name``) with ``params``; returns
+    FiftyOne's queued operation document."""
     from fiftyone.operators.delegated import DelegatedOperationService
     from fiftyone.operators.executor import ExecutionContext
 
-    service = DelegatedOperationService()
+    request = dict(dataset_name=dataset_name, view=view, params=params, delegated=True,
+                   delegation_target=delegation_target)  # fmt: skip
+    return DelegatedOperationService().queue_operation(
+        operator=operator, label=label, delegation_target=delegation_target,
+        context=ExecutionContext(request_params=request).serialize(),
+    )  # fmt: skip
+
+
+def queue_stage(graph: dict, stage: str, delegation_target=None) -> list:
+    """Queues every part of ``stage`` of ``graph`` as a delegated operation;
+    returns the queued operations."""
     count = graph["counts"][stage]
-    queued = []
-    for index in range(count):
-        request = dict(
-            dataset_name=graph["dataset_name"],
-            view=graph["view"],
-            params=dict(graph_id=graph["_id"], stage=stage, index=index),
-            delegated=True,
-            delegation_target=delegation_target,
-        )
-        queued.append(
-            service.queue_operation(
-                operator=PART_OPERATOR,
-                label=f"CSL audit '{graph['run_key']}': {stage} {index + 1}/{count}",
-                delegation_target=delegation_target,
-                context=ExecutionContext(request_params=request).serialize(),
-            )
-        )
+    queued = [
+        queue_delegated(
+            PART_OPERATOR,
+            f"CSL audit '{graph['run_key']}': {stage} {index + 1}/{count}",
+            graph["dataset_name"],
+            graph["view"],
+            dict(graph_id=graph["_id"], stage=stage, index=index),
+            delegation_target,
+        )  # fmt: skip
+        for index in range(count)
+    ]
     _collection().update_one({"_id": graph["_id"]}, {"$push": {"operations": {"$each": [str(op.id) for op in queued]}}})
     return queued
 

@@ -167,7 +167,7 @@ def video_features(
     batch_size: int = 32,
     stats: FeatureStats | None = None,
     runtime: str = "torch",
-    overlap: bool = True,
+    overlap: bool | None = None,
 ):
     """Returns ``(frame_numbers (N,), features (N, D))`` of one video file,
     from the cache when the same file was featurised before.
@@ -175,8 +175,9 @@ def video_features(
     The file is decoded once, in a single pass, at the backbone's input size;
     frames go through ``encoder`` (:func:`~fiftyone_csl.plugin.encoders.build_encoder`)
     in batches of ``batch_size``, decoded in a thread ahead of it when
-    ``overlap`` is True. ``runtime`` names the encoder's runtime (it keys
-    the cache).
+    ``overlap`` is True (None: for every runtime but torch, whose threads
+    already fill the cores; ``benchmarks/backbone.py``). ``runtime`` names
+    the encoder's runtime (it keys the cache).
     """
     stats = stats if stats is not None else FeatureStats()
     stats.videos += 1
@@ -194,6 +195,8 @@ def video_features(
     size = BACKBONES[backbone].image_size
     batches = _batches(decode_frames(path, stride=stride, size=size), batch_size, stats)
     numbers, chunks = [], []
+    if overlap is None:
+        overlap = runtime != "torch"
     for batch_numbers, images in _ahead(batches) if overlap else batches:
         started = time.perf_counter()
         chunks.append(encoder(images))
@@ -228,7 +231,7 @@ def iter_backbone_features(
     weights_path=None,
     stats: FeatureStats | None = None,
     runtime: str = "auto",
-    overlap: bool = True,
+    overlap: bool | None = None,
 ):
     """Yields ``(frame_numbers, features)`` of each video file in turn, with
     one encoder built for all of them; logs the decode and backbone rates.

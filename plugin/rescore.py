@@ -18,7 +18,7 @@ from .pipeline import ERROR_PROB, CSLResults, check_peer_scores, replay_and_scor
 from .prepare import attach_features, check_collection, prepare
 from .record import RunNames, RunStore, get_run_config, load_manifest, unowned_outputs
 from .replay import PRECISIONS, autocast_context
-from .utils import CSLError, StagedProgress, resolve_device
+from .utils import CSLError, StagedProgress, balanced_groups, resolve_device
 
 
 def replay_checkpoints(
@@ -156,13 +156,7 @@ def replay_shards(samples, num_shards: int) -> list:
     if not ids:
         raise CSLError("no videos to replay")
     frames = samples.values(F("frames").length())
-    groups = [[] for _ in range(min(num_shards, len(ids)))]
-    load = [0] * len(groups)
-    for n, sid in sorted(zip(frames, ids), key=lambda p: (-p[0], p[1])):  # longest first, to the lightest group
-        k = load.index(min(load))
-        groups[k].append(sid)
-        load[k] += n
-    return [sorted(g) for g in groups]
+    return balanced_groups(dict(zip(ids, frames)), num_shards)
 
 
 def changed_videos(samples, csl_field: str = "csl") -> list:

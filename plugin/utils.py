@@ -44,6 +44,19 @@ def atomic_save_npz(path: str, **arrays) -> None:
     os.replace(tmp, path)
 
 
+def balanced_groups(sizes: dict, num_groups: int) -> list:
+    """``{name: size}`` split into at most ``num_groups`` groups of about
+    equal total size: largest first into the lightest group, ties by name,
+    so the same input gives the same groups. Returns sorted lists of names."""
+    groups = [[] for _ in range(max(1, min(num_groups, len(sizes))))]
+    load = [0] * len(groups)
+    for name, size in sorted(sizes.items(), key=lambda p: (-p[1], p[0])):
+        k = load.index(min(load))
+        groups[k].append(name)
+        load[k] += size
+    return [sorted(g) for g in groups]
+
+
 def atomic_write_json(path: str, obj) -> None:
     """Writes JSON so that readers never see a half-written file."""
     import json
