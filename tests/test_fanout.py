@@ -31,11 +31,11 @@ while fanout.audit_graph(graph_id)["state"] == "running":
 """
 
 
-def _run(dataset, graph_id, processes: int):
+def _run(dataset, graph_id, processes: int, **env):
     workers = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, graph_id, dataset.name],
-            env=dict(os.environ),
+            env=dict(os.environ, **env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -136,6 +136,7 @@ def test_a_worker_killed_mid_part_leaves_the_previous_run_and_the_graph_can_be_c
     import signal
     import time
 
+    from bson import ObjectId
     from fiftyone.operators.delegated import DelegatedOperationService
     from fiftyone.operators.executor import ExecutionRunState
 
@@ -149,7 +150,8 @@ def test_a_worker_killed_mid_part_leaves_the_previous_run_and_the_graph_can_be_c
     service = DelegatedOperationService()
     deadline = time.time() + 300
     while time.time() < deadline:  # a training part is running
-        states = [service.get(op_id).run_state for op_id in fcsl.audit_graph(graph["graph_id"])["operations"]]
+        ops = fcsl.audit_graph(graph["graph_id"])["operations"]
+        states = [service.get(ObjectId(op_id)).run_state for op_id in ops]
         if ExecutionRunState.RUNNING in states:
             break
         time.sleep(0.2)

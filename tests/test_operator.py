@@ -150,10 +150,13 @@ def test_forms_say_when_the_app_cannot_schedule_and_how_long_an_immediate_run_ta
     import fiftyone.operators.types as types
     from fiftyone_csl.operators import common
 
-    # an hour of 25 fps video, default settings: 1875 s of backbone + 180 s of training and replay
+    # an hour of 25 fps video, default settings, a backbone at 48 frames/s (whatever the runtime
+    # here): 1875 s of backbone + 180 s of training and replay
+    monkeypatch.setattr(common, "BACKBONE_FPS", dict.fromkeys(common.BACKBONE_FPS, 48.0))
     seconds = common.estimated_seconds(90_000, epochs=30, folds=5)
     assert seconds == pytest.approx(1875 + 180 + 10)
     assert common.estimated_seconds(90_000, 30, 5, backbone=False) == pytest.approx(190)
+    assert common.estimated_seconds(90_000, 30, 5, fps=1) == pytest.approx(75 + 7.2 + 10)  # 3,600 frames scored
     monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", False)
     inputs = types.Object()
     common.scheduling_notice(None, inputs, seconds)
