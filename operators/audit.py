@@ -48,7 +48,9 @@ class AuditVideoLabels(foo.Operator):
                 p["label_field"],
                 workers=workers,
                 delegation_target=ctx.request_params.get("delegation_target"),
-                **common.engine_params(p, ("csl_field", *common.TRAINING_PARAMS, "peer_scores", "threshold")),
+                **common.engine_params(
+                    p, ("csl_field", *common.TRAINING_PARAMS, "peer_scores", "threshold", "simulation")
+                ),  # a simulation is passed on to be refused, not dropped
             )
             return {"run_key": p.get("csl_field") or "csl", "graph_id": graph["graph_id"],
                     "queued_parts": len(graph["queued"])}  # fmt: skip
