@@ -282,10 +282,12 @@ def _features_part(samples, doc, index, progress):
 def _train_part(samples, doc, fold, progress):
     audit = _replan(samples, doc)
     plan = audit.training
-    attach_features(plan.prepared, plan.device, audit.cache_dir, progress)  # from the cache the features part filled
     manifest = plan.new_manifest(doc["dataset_id"])
-    by_id = {s.sample_id: s for s in plan.prepared.sequences}
-    train_set = [by_id[i] for i in fctrain.training_ids(manifest.folds, fold, plan.config.cross_fit)]
+    train_ids = fctrain.training_ids(manifest.folds, fold, plan.config.cross_fit)
+    training = _subset(plan.prepared, train_ids)  # the fold's own videos are not read
+    attach_features(training, plan.device, audit.cache_dir, progress)  # from the cache the features parts filled
+    by_id = {s.sample_id: s for s in training.sequences}
+    train_set = [by_id[i] for i in train_ids]
     with progress.stage("train", plan.config.epochs, "epochs") as stage:
         checkpoints = fctrain.train_fold(
             train_set, manifest.in_dim, len(manifest.classes), plan.config, doc["folder"], fold, manifest,

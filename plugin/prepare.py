@@ -54,14 +54,20 @@ def prepare(samples, label_field, classes, spec: FeatureSpec, device=None) -> Pr
         if device is not None:
             resolve_runtime(spec.backbone_runtime, device)
         fcf.check_video_files(full)
-    rates = frame_rates(samples, full) if spec.fps is not None else [None] * len(full)
-    strides = [spec.stride_for(rate) for rate in rates]
+    strides = video_strides(samples, spec, full)
     sequences = [fcseq.subsample(s, step) for s, step in zip(full, strides)]
     if spec.embeddings_field is not None:
         in_dim = fcf.read_embeddings(samples, spec.embeddings_field, sequences)
     else:
         in_dim = fcf.BACKBONES[spec.backbone].dim
     return Prepared(classes, full, sequences, in_dim, spec, strides=strides)
+
+
+def video_strides(samples, spec: FeatureSpec, sequences: list) -> list:
+    """Each video's frame stride: ``spec.stride``, or with ``spec.fps`` the
+    stride of its frame rate (:meth:`FeatureSpec.stride_for`)."""
+    rates = frame_rates(samples, sequences) if spec.fps is not None else [None] * len(sequences)
+    return [spec.stride_for(rate) for rate in rates]
 
 
 def frame_rates(samples, sequences: list) -> list:

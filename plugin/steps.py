@@ -45,7 +45,7 @@ from .pipeline import (
     simulate_and_flag,
     train_into,
 )
-from .prepare import Prepared, attach_features, check_collection, frame_rates, prepare
+from .prepare import Prepared, attach_features, check_collection, prepare, video_strides
 from .record import (
     METHOD,
     Manifest,
@@ -499,7 +499,7 @@ def compute_features(
         fcseq.VideoSequence(sid, path, np.zeros(0, np.int64), np.zeros(0, np.int64)) for sid, path in zip(ids, paths)
     ]
     fcf.check_video_files(sequences)
-    strides = [spec.stride_for(rate) for rate in frame_rates(samples, sequences)] if spec.fps else spec.stride
+    strides = video_strides(samples, spec, sequences)
     progress = StagedProgress(progress, {"features": 1})
     decoded = fcf.iter_backbone_features(
         paths, spec.backbone, strides, torch_device, cache_dir or default_cache_dir(), spec.backbone_weights,
