@@ -264,6 +264,17 @@ def training_inputs(ctx, inputs):
         "cross_fit", default=_audit_default("cross_fit"),
         label="Cross-fit (score each video with models that never saw it)",
     )  # fmt: skip
+    inputs.bool(
+        "sparse_labels", default=_audit_default("sparse_labels"), label="Sparse labels (only some frames labelled)",
+        description="Train on every frame of each video, labelled or not; scores go to the labelled frames, "
+        "predictions to every frame (<key>_predictions, <key>_propagated)",
+    )  # fmt: skip
+    if ctx.params.get("sparse_labels"):
+        inputs.float(
+            "mgw_sigma", default=_audit_default("mgw_sigma"), min=0, label="MGW sigma (frames)",
+            description="An unlabelled frame trains on its nearest label with weight exp(-d^2 / 2 sigma^2); "
+            "0 ignores unlabelled frames (masking)",
+        )  # fmt: skip
 
 
 def peer_inputs(ctx, inputs):
@@ -279,7 +290,7 @@ def peer_inputs(ctx, inputs):
 
 
 TRAINING_PARAMS = ("embeddings_field", "backbone", "backbone_runtime", "model", "epochs", "folds", "cross_fit",
-                   "stride", "fps", "overwrite")  # fmt: skip
+                   "stride", "fps", "sparse_labels", "mgw_sigma", "overwrite")  # fmt: skip
 
 
 def engine_params(p, names) -> dict:

@@ -53,6 +53,8 @@ def load_csl_results(samples, csl_field: str = "csl") -> CSLResults:
 
 def run_summary(samples, csl_field: str = "csl") -> dict:
     """The stored summary of a run: counts, warnings, the last evaluation,
+    with sparse labels ``labelled_fraction`` (``{sample_id: share of the
+    sampled frames that carry a label}``),
     checkpoint bytes per epoch, the feature extraction rates (frames per
     second of decoding and of the backbone), the flag threshold and, for a
     run with ``simulation=True``, ``simulation``: the estimated number of
@@ -66,7 +68,7 @@ def run_summary(samples, csl_field: str = "csl") -> dict:
     results = dataset.load_run_results(csl_field, cache=False)
     if results is None:
         return {}
-    keys = ("num_videos", "num_scored_frames", "num_segments", "evaluation", "warnings")
+    keys = ("num_videos", "num_scored_frames", "num_segments", "evaluation", "warnings", "labelled_fraction")
     summary = {k: getattr(results, k, None) for k in keys}
     manifest = load_manifest(dataset, config)
     summary["checkpoint_bytes_per_epoch"] = manifest.checkpoint_bytes_per_epoch

@@ -36,9 +36,8 @@ from pymongo.errors import DuplicateKeyError
 from . import train as fctrain
 from .locks import run_lock
 from .options import check_int
-from .pipeline import replay_and_score, score_video
+from .pipeline import replay_and_score, score_file
 from .prepare import attach_features
-from .replay import load_trajectory
 from .steps import commit_audit, plan_audit
 from .utils import CSLError, StagedProgress, atomic_write_json, balanced_groups
 
@@ -351,10 +350,9 @@ def _merge_part(samples, doc, index, progress):
     with progress.stage("replay", len(plan.prepared.sequences), "videos") as stage:
         for s in plan.prepared.sequences:
             path = manifest.verified_path(doc["folder"], manifest.trajectories[s.sample_id])
-            videos[s.sample_id] = score_video(
-                s.sample_id, s.frame_numbers, s.labels, load_trajectory(path), manifest, route(s.sample_id),
-                audit.threshold_value, audit.peer_scores, path,
-            )  # fmt: skip
+            videos[s.sample_id] = score_file(
+                s.sample_id, path, manifest, route(s.sample_id), audit.threshold_value, audit.peer_scores
+            )
             stage.update()
     manifest.seconds = round(time.time() - doc["started"], 2)
     shutil.rmtree(os.path.join(doc["folder"], "parts"))

@@ -82,6 +82,23 @@ def stream_frame_rate(path: str) -> float | None:
     return float(rate) if rate else None
 
 
+def stream_frame_count(path: str) -> int:
+    """The number of frames of the file's first video stream: what its
+    header declares, else counted by demuxing (no decoding)."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise CSLError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            return sum(1 for packet in container.demux(stream) if packet.size)
+    except av.error.FFmpegError as e:
+        raise CSLError(f"cannot read video {path}: {e}") from None
+
+
 def check_decodable(paths: list) -> None:
     """Opens every video and decodes its first frame; raises :class:`CSLError`
     naming the first file that fails (a broken file fails here, before any
@@ -286,6 +303,11 @@ def attach_backbone_features(
     )
     for sequence, step, (numbers, features) in zip(sequences, strides, decoded):
         position = {int(n): i for i, n in enumerate(numbers)}
+        if sequence.labelled is not None:  # a header that overstates the frames: keep what decodes
+            keep = np.isin(sequence.frame_numbers, numbers) | sequence.labelled
+            if not keep.all():
+                sequence.frame_numbers, sequence.labels = sequence.frame_numbers[keep], sequence.labels[keep]
+                sequence.labelled = sequence.labelled[keep]
         missing = [int(f) for f in sequence.frame_numbers if int(f) not in position]
         if missing:
             raise CSLError(

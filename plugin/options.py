@@ -104,11 +104,12 @@ class FeatureSpec:
     stride: int = 1
     fps: float | None = None
     backbone_runtime: str = "auto"
+    sparse_labels: bool = False
 
     @classmethod
     def make(
         cls, embeddings_field=None, backbone="efficientnet-lite0", backbone_weights=None, stride=1, fps=None,
-        backbone_runtime="auto",
+        backbone_runtime="auto", sparse_labels=False,
     ):  # fmt: skip
         from .encoders import RUNTIMES
         from .features import BACKBONES
@@ -119,14 +120,15 @@ class FeatureSpec:
             if stride != 1:
                 raise CSLError(f"give stride or fps, not both (stride={stride}, fps={fps})")
         check_choice("backbone_runtime", backbone_runtime, RUNTIMES)
+        check_bool("sparse_labels", sparse_labels)
         if embeddings_field is not None:
             if not isinstance(embeddings_field, str) or not embeddings_field:
                 raise CSLError(f"embeddings_field must be a field name; got {embeddings_field!r}")
-            return cls(embeddings_field.removeprefix("frames."), None, None, stride, fps, backbone_runtime)
+            return cls(embeddings_field.removeprefix("frames."), None, None, stride, fps, backbone_runtime, sparse_labels)
         check_choice("backbone", backbone, BACKBONES)
         if backbone_weights is not None and not isinstance(backbone_weights, str):
             raise CSLError(f"backbone_weights must be a file path; got {backbone_weights!r}")
-        return cls(None, backbone, backbone_weights, stride, fps, backbone_runtime)
+        return cls(None, backbone, backbone_weights, stride, fps, backbone_runtime, sparse_labels)
 
     def stride_for(self, frame_rate: float | None) -> int:
         """The frame stride of a video of ``frame_rate`` frames per second:

@@ -31,8 +31,21 @@ ERROR_PROB = "error_prob"
 
 
 @dataclass
+class Predictions:
+    """The last checkpoint's class and its probability on every sampled frame
+    of a video (kept for videos with sparse labels)."""
+
+    frame_numbers: np.ndarray
+    labels: np.ndarray  # class indices
+    confidence: np.ndarray
+    labelled: np.ndarray  # bool: the frame carries a given label
+
+
+@dataclass
 class VideoScores:
-    """One video's results, on its scored (sampled) frames.
+    """One video's results, on its scored (sampled) frames: with sparse
+    labels, those that carry a label; ``predictions`` covers every sampled
+    frame.
 
     The loss trajectory (frames x checkpoints) is read from the run directory
     when asked for, so results over many videos hold only per-frame scores.
@@ -46,6 +59,7 @@ class VideoScores:
     trajectory_path: str | None = None
     _trajectory: Trajectory | None = None
     error_kind: np.ndarray | None = None
+    predictions: Predictions | None = None
 
     @property
     def trajectory(self) -> Trajectory:
@@ -135,15 +149,15 @@ def check_folds(sequences: list, fold_members: list, config, classes: list) -> t
     fold_classes, warnings = [], []
     for k in range(len(fold_members)):
         train_ids = fctrain.training_ids(fold_members, k, config.cross_fit)
-        frames = sum(len(by_id[i]) for i in train_ids)
-        seen = sorted({int(c) for i in train_ids for c in np.unique(by_id[i].labels)})
+        frames = sum(len(fcseq.given_labels(by_id[i])) for i in train_ids)
+        seen = sorted({int(c) for i in train_ids for c in np.unique(fcseq.given_labels(by_id[i]))})
         if frames < 2 or len(seen) < 2:
             raise CSLError(
                 f"fold {k} would train on {frames} frame(s) of {len(seen)} class(es) (videos {train_ids}); "
                 "each fold needs at least 2 frames of 2 classes: use fewer folds, more videos, or cross_fit=False"
             )
         fold_classes.append(seen)
-        scored = {int(c) for i in fold_members[k] for c in np.unique(by_id[i].labels)}
+        scored = {int(c) for i in fold_members[k] for c in np.unique(fcseq.given_labels(by_id[i]))}
         for c in sorted(scored - set(seen)):
             warnings.append(
                 f"class '{classes[c]}' appears only in videos of fold {k}: its frames there cannot be scored "
@@ -194,8 +208,9 @@ def replay_and_score(run_dir, manifest: Manifest, sequences, device, precision, 
             trajectory = replayer.trajectory(s, folds)
             path = save_trajectory(run_dir, manifest, s, trajectory)
             videos[s.sample_id] = score_video(
-                s.sample_id, s.frame_numbers, s.labels, trajectory, manifest, folds, threshold, peer_scores, path
-            )
+                s.sample_id, s.frame_numbers, s.labels, trajectory, manifest, folds, threshold, peer_scores, path,
+                s.labelled,
+            )  # fmt: skip
             stage.update(len(s))
     return {s.sample_id: videos[s.sample_id] for s in sequences}
 
@@ -211,19 +226,33 @@ def save_trajectory(run_dir, manifest: Manifest, sequence, trajectory) -> str:
         margin=trajectory.margin,
         final_probs=trajectory.final_probs,
         mean_probs=trajectory.mean_probs,
+        **({} if sequence.labelled is None else {"labelled": np.asarray(sequence.labelled, dtype=bool)}),
     )
     manifest.record_file(run_dir, relpath)
     manifest.trajectories[sequence.sample_id] = relpath
     return path
 
 
-def score_video(sample_id, frame_numbers, labels, trajectory, manifest, folds, threshold, peer_scores, path=None):
+def score_video(
+    sample_id, frame_numbers, labels, trajectory, manifest, folds, threshold, peer_scores, path=None, labelled=None
+):  # fmt: skip
     """Scores and suspect segments of one video; keeps the trajectory in
     memory only when it has no file ``path``.
+
+    With ``labelled`` (sparse labels: True where a frame carries a label),
+    only those frames are scored and flagged (a loss against no given label
+    says nothing), and ``predictions`` keeps the class of every frame.
 
     A segment whose given label the scoring checkpoints (those of ``folds``)
     never trained on is typed ``unseen_class``: its high loss says nothing
     about the label."""
+    predictions = None
+    if labelled is not None:
+        labelled = np.asarray(labelled, dtype=bool)
+        probs = trajectory.final_probs
+        predictions = Predictions(frame_numbers, probs.argmax(1), probs.max(1).astype(np.float32), labelled)
+        index = np.flatnonzero(labelled)
+        frame_numbers, labels, trajectory = frame_numbers[index], labels[index], trajectory.take(index)
     names = ["csl", *[p for p in peer_scores if p in fcscores.SCORES]]
     scores = fcscores.compute_scores(trajectory, names, labels)
     bad = [n for n, v in scores.items() if not np.isfinite(v).all()]
@@ -231,7 +260,9 @@ def score_video(sample_id, frame_numbers, labels, trajectory, manifest, folds, t
         raise CSLError(f"scores {bad} of {sample_id} are not finite; nothing was written")
     segments = flag_video(sample_id, frame_numbers, labels, scores["csl"], trajectory.mean_probs, manifest, folds,
                           threshold)  # fmt: skip
-    return VideoScores(sample_id, frame_numbers, labels, scores, segments, path, None if path else trajectory)
+    return VideoScores(
+        sample_id, frame_numbers, labels, scores, segments, path, None if path else trajectory, None, predictions
+    )
 
 
 def flag_video(sample_id, frame_numbers, labels, csl, mean_probs, manifest, folds, threshold) -> list:
@@ -246,6 +277,17 @@ def flag_video(sample_id, frame_numbers, labels, csl, mean_probs, manifest, fold
     return segments
 
 
+def score_file(sample_id, path, manifest: Manifest, folds, threshold, peer_scores) -> VideoScores:
+    """:func:`score_video` of a (verified) trajectory file."""
+    with np.load(path) as data:
+        frame_numbers, labels = data["frame_numbers"], data["labels"]
+        labelled = data["labelled"] if "labelled" in data.files else None
+    trajectory = load_trajectory(path, labelled_only=False)
+    return score_video(
+        sample_id, frame_numbers, labels, trajectory, manifest, folds, threshold, peer_scores, path, labelled
+    )
+
+
 def score_from_files(run_dir, manifest: Manifest, sample_ids, threshold, peer_scores) -> dict:
     """``{sample_id: VideoScores}`` of ``sample_ids`` from a run version's
     trajectory files (each verified against the manifest)."""
@@ -256,11 +298,7 @@ def score_from_files(run_dir, manifest: Manifest, sample_ids, threshold, peer_sc
         if relpath is None:
             continue
         path = manifest.verified_path(run_dir, relpath)
-        with np.load(path) as data:
-            frame_numbers, labels = data["frame_numbers"], data["labels"]
-        videos[sid] = score_video(
-            sid, frame_numbers, labels, load_trajectory(path), manifest, route(sid), threshold, peer_scores, path
-        )
+        videos[sid] = score_file(sid, path, manifest, route(sid), threshold, peer_scores)
         learned = load_error_prob(run_dir, manifest, sid)
         if learned is not None:
             videos[sid].scores[ERROR_PROB], videos[sid].error_kind = learned

@@ -3,6 +3,8 @@ the labels as sequences, and the frame features."""
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import features as fcf
 from . import sequences as fcseq
 from .encoders import resolve_runtime
@@ -36,7 +38,7 @@ class Prepared:
 
     classes: list
     full_sequences: list  # every labelled frame
-    sequences: list  # the scored frames (stride grid); features attached later
+    sequences: list  # the frames of the models (stride grid); features attached later
     in_dim: int
     spec: FeatureSpec
     feature_stats: dict | None = None
@@ -49,13 +51,22 @@ def prepare(samples, label_field, classes, spec: FeatureSpec, device=None) -> Pr
     backbone's runtime installed for it)."""
     raw = fcseq.read_raw_labels(samples, label_field)
     classes = fcseq.resolve_classes(raw, classes)
-    full = fcseq.build_sequences(raw, classes)
+    if spec.sparse_labels:  # every video, labelled or not
+        index = {c: i for i, c in enumerate(classes)}
+        full = [fcseq.VideoSequence(sid, path, fns, np.array([index[n] for n in names], dtype=np.int64))
+                for sid, path, fns, names in raw]  # fmt: skip
+    else:
+        full = fcseq.build_sequences(raw, classes)
     if spec.embeddings_field is None:
         if device is not None:
             resolve_runtime(spec.backbone_runtime, device)
         fcf.check_video_files(full)
     strides = video_strides(samples, spec, full)
-    sequences = [fcseq.subsample(s, step) for s, step in zip(full, strides)]
+    if spec.sparse_labels:
+        grids = sampled_frames(samples, spec, full, strides)
+        sequences = [fcseq.on_grid(s, grid, step) for s, grid, step in zip(full, grids, strides)]
+    else:
+        sequences = [fcseq.subsample(s, step) for s, step in zip(full, strides)]
     if spec.embeddings_field is not None:
         in_dim = fcf.read_embeddings(samples, spec.embeddings_field, sequences)
     else:
@@ -68,6 +79,35 @@ def video_strides(samples, spec: FeatureSpec, sequences: list) -> list:
     stride of its frame rate (:meth:`FeatureSpec.stride_for`)."""
     rates = frame_rates(samples, sequences) if spec.fps is not None else [None] * len(sequences)
     return [spec.stride_for(rate) for rate in rates]
+
+
+def sampled_frames(samples, spec: FeatureSpec, sequences: list, strides: list) -> list:
+    """Each video's frame numbers on its stride grid, labelled or not (sparse
+    labels): with an embeddings field, its frames that carry a vector; else
+    ``1, 1 + stride, ...`` up to the video's frame count
+    (``metadata.total_frame_count`` where computed, else the file's)."""
+    if spec.embeddings_field is not None:
+        from fiftyone import ViewField as F
+
+        having = samples.match_frames(F(spec.embeddings_field) != None, omit_empty=False)  # noqa: E711
+        ids, numbers = having.values(["id", "frames.frame_number"])
+        known = {sid: np.asarray(sorted(fns or []), dtype=np.int64) for sid, fns in zip(ids, numbers)}
+        out = []
+        for s, step in zip(sequences, strides):
+            fns = known.get(s.sample_id, np.zeros(0, np.int64))
+            out.append(fns[(fns - 1) % step == 0])
+        return out
+    ids, counts = samples.values(["id", "metadata.total_frame_count"])
+    known = {sid: int(n) for sid, n in zip(ids, counts) if n}
+    return [
+        np.arange(1, (known.get(s.sample_id) or fcf.stream_frame_count(s.filepath)) + 1, step, dtype=np.int64)
+        for s, step in zip(sequences, strides)
+    ]
+
+
+def labelled_fractions(sequences: list) -> dict:
+    """``{sample_id: share of the sampled frames that carry a label}``."""
+    return {s.sample_id: 1.0 if s.labelled is None else round(float(np.mean(s.labelled)), 6) for s in sequences}
 
 
 def frame_rates(samples, sequences: list) -> list:

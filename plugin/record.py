@@ -45,6 +45,7 @@ class RunNames:
     peer_scores: tuple = ()
     review: bool = False
     decisions: bool = False
+    sparse: bool = False  # sparse labels: predictions on every frame
 
     def score_field(self, name: str) -> str:
         """``csl`` -> ``<key>``, ``csl_smooth`` -> ``<key>_smooth``, ``aum`` -> ``<key>_aum``."""
@@ -65,6 +66,12 @@ class RunNames:
     @property
     def predictions_field(self):
         return f"{self.key}_predictions"
+
+    @property
+    def propagated_field(self):
+        """Frame-level ``Classification``: the predicted class of every
+        sampled frame that carries no label (sparse labels)."""
+        return f"{self.key}_propagated"
 
     @property
     def brain_key(self):
@@ -107,8 +114,10 @@ class RunNames:
 
     def frame_fields(self) -> list:
         out = [self.score_field(n) for n in ["csl", *self.peer_scores]]
-        if "mistakenness" in self.peer_scores:  # the brain scores predictions stored here
+        if "mistakenness" in self.peer_scores or self.sparse:  # the brain scores predictions stored here
             out.append(self.predictions_field)
+        if self.sparse:
+            out.append(self.propagated_field)
         if self.review:
             out.append(self.review_priority_field)
         if self.decisions:
@@ -144,7 +153,7 @@ class RunNames:
         """The names a registered run owns, from its run config."""
         return cls(
             config.csl_field, tuple(config.peer_scores or ()), bool(getattr(config, "review", None)),
-            bool(getattr(config, "decisions", None)),
+            bool(getattr(config, "decisions", None)), bool((getattr(config, "features", None) or {}).get("sparse_labels")),
         )  # fmt: skip
 
 
@@ -188,6 +197,8 @@ class Manifest:
         simulation: the report of the simulation beside the run, if any
         error_probs: ``{sample_id: relative path}`` of the simulation
             detector's per-frame error probabilities and kinds
+        labelled_fraction: with sparse labels, ``{sample_id: share of the
+            sampled frames that carry a label}``
     """
 
     dataset_id: str | None
@@ -206,6 +217,7 @@ class Manifest:
     feature_stats: dict | None = None
     simulation: dict | None = None
     error_probs: dict = field(default_factory=dict)
+    labelled_fraction: dict = field(default_factory=dict)
     seconds: float | None = None
     method: str = METHOD
     format: int = MANIFEST_FORMAT

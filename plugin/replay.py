@@ -43,13 +43,21 @@ class Trajectory:
     final_probs: np.ndarray
     mean_probs: np.ndarray
 
+    def take(self, index) -> "Trajectory":
+        """The trajectory of the frames at ``index`` only."""
+        return Trajectory(self.loss[index], self.margin[index], self.final_probs[index], self.mean_probs[index])
 
-def load_trajectory(path: str) -> Trajectory:
-    """Reads a trajectory saved in a run directory."""
+
+def load_trajectory(path: str, labelled_only: bool = True) -> Trajectory:
+    """Reads a trajectory saved in a run directory; of a video with sparse
+    labels, its labelled frames only unless ``labelled_only`` is False."""
     with np.load(path) as data:
-        return Trajectory(
+        trajectory = Trajectory(
             loss=data["loss"], margin=data["margin"], final_probs=data["final_probs"], mean_probs=data["mean_probs"]
         )
+        if labelled_only and "labelled" in data.files:
+            trajectory = trajectory.take(np.flatnonzero(data["labelled"]))
+    return trajectory
 
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")

@@ -128,4 +128,6 @@ def compute_scores(trajectory: Trajectory, names, labels=None) -> dict:
     unknown = sorted(set(names) - set(SCORES))
     if unknown:
         raise ValueError(f"unknown score(s) {unknown}; choose from {sorted(SCORES)}")
+    if len(trajectory.loss) == 0:  # a video with no labelled frame (sparse labels)
+        return {name: np.zeros(0, dtype=np.float32) for name in names}
     return {name: np.asarray(SCORES[name](trajectory, labels), dtype=np.float32) for name in names}

@@ -159,6 +159,41 @@ def subsample(sequence: VideoSequence, stride: int) -> VideoSequence:
     )
 
 
+def on_grid(sequence: VideoSequence, grid, stride: int) -> VideoSequence:
+    """A sparse sequence over the sampled frames ``grid`` (ascending) of a
+    video whose labelled frames are ``sequence``'s.
+
+    A sampled frame ``f`` is labelled when a labelled frame lies in its
+    stride cell ``[f, f + stride)`` (with ``stride`` 1: when it is labelled
+    itself), and takes the first such label; the others hold the nearest
+    labelled frame's class, with ``labelled`` False. A video with no label
+    gets class 0 everywhere and ``labelled`` all False. Raises
+    :class:`CSLError` for a label past the video's last sampled frame.
+    """
+    grid = np.asarray(grid, dtype=np.int64)
+    numbers = np.asarray(sequence.frame_numbers, dtype=np.int64)
+    if len(grid) == 0:
+        raise CSLError(f"video {sequence.filepath or sequence.sample_id} has no frame to sample")
+    given = np.full(len(grid), -1, dtype=np.int64)
+    if len(numbers):
+        cell = np.searchsorted(grid, numbers, side="right") - 1
+        outside = (cell < 0) | (numbers >= grid[np.maximum(cell, 0)] + stride)
+        if outside.any():
+            raise CSLError(
+                f"video {sequence.filepath or sequence.sample_id} has {int(grid[-1]) + stride - 1} frames "
+                f"but labels on frame(s) {numbers[outside][:5].tolist()}"
+            )
+        given[cell[::-1]] = sequence.labels[::-1]  # the first label of a cell is the one kept
+    labelled = given >= 0
+    labels = nearest_labelled(given, labelled, grid) if labelled.any() else np.zeros(len(grid), dtype=np.int64)
+    return VideoSequence(sequence.sample_id, sequence.filepath, grid, labels, None, labelled)
+
+
+def given_labels(sequence: VideoSequence) -> np.ndarray:
+    """The class indices of the frames that carry a label."""
+    return sequence.labels if sequence.labelled is None else sequence.labels[sequence.labelled]
+
+
 def nearest_labelled(labels: np.ndarray, labelled: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
     """Each frame's class from the nearest labelled frame (ties: the earlier)."""
     positions = np.arange(len(labels)) if positions is None else np.asarray(positions)

@@ -45,7 +45,7 @@ from .pipeline import (
     simulate_and_flag,
     train_into,
 )
-from .prepare import Prepared, attach_features, check_collection, prepare, video_strides
+from .prepare import Prepared, attach_features, check_collection, labelled_fractions, prepare, video_strides
 from .record import (
     METHOD,
     Manifest,
@@ -115,16 +115,21 @@ class TrainingPlan:
             digest.update(s.sample_id.encode())
             digest.update(np.ascontiguousarray(s.frame_numbers, dtype=np.int64).tobytes())
             digest.update(np.ascontiguousarray(s.labels, dtype=np.int64).tobytes())
+            if s.labelled is not None:
+                digest.update(np.ascontiguousarray(s.labelled, dtype=bool).tobytes())
             if self.prepared.spec.embeddings_field is not None:
                 digest.update(np.ascontiguousarray(s.features, dtype=np.float32).tobytes())
         return digest.hexdigest()[:24]
 
     def new_manifest(self, dataset_id) -> Manifest:
         p = self.prepared
-        return Manifest(
+        manifest = Manifest(
             dataset_id, self.names.key, self.label_field, p.classes, p.in_dim, p.spec.to_dict(),
             self.config.to_dict(), self.fold_members, self.fold_classes,
         )  # fmt: skip
+        if p.spec.sparse_labels:
+            manifest.labelled_fraction = labelled_fractions(p.sequences)
+        return manifest
 
 
 def plan_training(
@@ -155,13 +160,17 @@ def plan_training(
         if existing_paths(dataset, [path]) and not overwrite:
             raise CSLError(f"{path} exists; pass overwrite=True to replace it")
         protected["embeddings field to store"] = path
-    names = RunNames(csl_field, tuple(peer_scores))
+    if spec.sparse_labels and "mistakenness" in peer_scores:
+        raise CSLError("the 'mistakenness' peer needs every frame labelled; it does not apply with sparse_labels")
+    if spec.sparse_labels and ERROR_PROB in peer_scores:
+        raise CSLError("simulation needs every frame labelled; it does not apply with sparse_labels")
+    names = RunNames(csl_field, tuple(peer_scores), sparse=spec.sparse_labels)
     _check_new_outputs(dataset, names, protected, overwrite)
     store = RunStore(str(dataset._doc.id), csl_field, run_dir)
     prepared = prepare(samples, label_field, classes, spec, device)
-    fold_members = fctrain.assign_folds(
-        [s.sample_id for s in prepared.sequences], config.folds, config.seed, config.cross_fit
-    )
+    # videos with no label yet train nothing: they are only replayed (predictions)
+    labelled_ids = [s.sample_id for s in prepared.sequences if len(fcseq.given_labels(s))]
+    fold_members = fctrain.assign_folds(labelled_ids, config.folds, config.seed, config.cross_fit)
     fold_classes, warnings = check_folds(prepared.sequences, fold_members, config, prepared.classes)
     store.check_writable()
     return TrainingPlan(names, store, prepared, config, fold_members, fold_classes, warnings, device, label_field)
@@ -239,6 +248,20 @@ def compute_csl(
             every ``round(r / fps)`` frames): the way to audit long videos
             (``fps=1`` or ``2`` on 25-30 fps footage costs 12-30x less
             backbone time; see the README's figures for what it loses)
+        sparse_labels (False): only some frames carry a label (a few per
+            video, as when labelling new videos): every sampled frame of
+            every video enters the model, labelled or not (videos with no
+            label yet are replayed, not trained on); training weighs an
+            unlabelled frame by ``mgw_sigma``; CSL, peer scores and flags
+            cover the labelled frames; ``frames.<csl_field>_predictions``
+            (class and confidence) every sampled frame and
+            ``frames.<csl_field>_propagated`` the unlabelled ones; the run
+            summary reports each video's ``labelled_fraction``. Not with
+            ``simulation`` or the ``mistakenness`` peer
+        mgw_sigma (0.0): with sparse labels, the width in frames of the
+            maximum-Gaussian weights: an unlabelled frame trains on its
+            nearest label with weight ``exp(-d^2 / (2 mgw_sigma^2))`` at
+            distance ``d`` (0: ignored, i.e. masking; ``inf``: full weight)
         backbone_runtime ("auto"): what runs the backbone: ``"auto"`` takes
             OpenVINO, then ONNX Runtime, when installed and on the CPU
             (``pip install fiftyone-csl[fast]``), else PyTorch; or
@@ -354,6 +377,7 @@ def plan_audit(
     stride: int = 1,
     fps: float | None = None,
     backbone_runtime: str = "auto",
+    sparse_labels: bool = False,
     threshold="auto",
     peer_scores: list | tuple = (),
     device: str = "auto",
@@ -382,7 +406,7 @@ def plan_audit(
     check_choice("precision", precision, PRECISIONS)
     check_simulation(simulation, target_precision)
     outputs = [*peer_scores, ERROR_PROB] if simulation else peer_scores
-    spec = FeatureSpec.make(embeddings_field, backbone, backbone_weights, stride, fps, backbone_runtime)
+    spec = FeatureSpec.make(embeddings_field, backbone, backbone_weights, stride, fps, backbone_runtime, sparse_labels)
     plan = plan_training(
         samples, label_field, csl_field, spec, classes, train_kwargs, outputs, overwrite, run_dir, device,
         function, store_embeddings_field,

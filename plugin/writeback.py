@@ -186,7 +186,10 @@ def _merge(dataset, store, staging, manifest, current, previous) -> Manifest:
 def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
     """Step 4 and 5 of a commit; every step can be repeated."""
     run = entry["run"]
-    names = RunNames(run["csl_field"], tuple(run["peer_scores"]), bool(run.get("review")), bool(run.get("decisions")))
+    names = RunNames(
+        run["csl_field"], tuple(run["peer_scores"]), bool(run.get("review")), bool(run.get("decisions")),
+        bool((run.get("features") or {}).get("sparse_labels")),
+    )  # fmt: skip
     old = RunNames(**entry["old_names"]) if entry.get("old_names") else None
     previous_results = _stored_summary(dataset, names.key) if entry.get("keep_evaluation") else {}
     if old is not None:
@@ -213,7 +216,7 @@ def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
         else:
             samples = dataset.select(ids)
             add_mistakenness(samples, names, run["label_field"], videos, manifest.classes)
-            write_scores(samples, names, run["label_field"], videos)
+            write_scores(samples, names, run["label_field"], videos, manifest.classes)
     if run["state"] == "scored":
         fcviews.save_views(dataset, names, threshold)
     save_summary(dataset, names.key, manifest, run, previous_results.get("evaluation"))
@@ -235,7 +238,7 @@ def add_mistakenness(samples, names: RunNames, label_field, videos: dict, classe
         video.scores["mistakenness"] = values[sid]
 
 
-def write_scores(samples, names: RunNames, label_field: str, videos: dict) -> None:
+def write_scores(samples, names: RunNames, label_field: str, videos: dict, classes: list) -> None:
     """Scores on every labelled frame (frames between sampled ones take the
     nearest sampled value), per-video summaries and flags."""
     dataset = samples._dataset
@@ -244,7 +247,7 @@ def write_scores(samples, names: RunNames, label_field: str, videos: dict) -> No
     for name in ["csl", *[p for p in names.peer_scores if p != "mistakenness"]]:
         per_sample = {}
         for sid, v in videos.items():
-            if name not in v.scores:  # error_prob of a video the simulation did not see
+            if name not in v.scores or not len(v.frame_numbers):  # error_prob the simulation did not see; no label
                 continue
             numbers = labelled.get(sid)
             if numbers is None or not len(numbers):
@@ -260,6 +263,30 @@ def write_scores(samples, names: RunNames, label_field: str, videos: dict) -> No
                 dataset, names.mean_field, {s: float(x.mean()) for s, (_, x) in per_sample.items()}
             )
     write_flags(dataset, names, videos)
+    if names.sparse:
+        write_predictions(dataset, names, videos, classes)
+
+
+def write_predictions(dataset, names: RunNames, videos: dict, classes: list) -> None:
+    """Sparse labels: ``frames.<key>_predictions`` (class and confidence of
+    every sampled frame) and ``frames.<key>_propagated`` (the same on the
+    frames without a label, the labels the model proposes for them). A frame
+    FiftyOne holds no document for gets one."""
+    import fiftyone as fo
+
+    predictions, propagated = {}, {}
+    for sid, v in videos.items():
+        p = v.predictions
+        if p is None:
+            continue
+        made = [fo.Classification(label=classes[int(c)], confidence=float(q)) for c, q in zip(p.labels, p.confidence)]
+        predictions[sid] = {int(f): label for f, label in zip(p.frame_numbers, made)}
+        propagated[sid] = {
+            int(f): label.copy() for f, label, known in zip(p.frame_numbers, made, p.labelled) if not known
+        }
+    if predictions:
+        dataset.set_values(f"frames.{names.predictions_field}", predictions, key_field="id")
+        dataset.set_values(f"frames.{names.propagated_field}", propagated, key_field="id")
 
 
 def write_flags(dataset, names: RunNames, videos: dict) -> None:
@@ -281,6 +308,7 @@ def save_summary(dataset, run_key, manifest: Manifest, run: dict, evaluation=Non
     scored = dataset.exists(f"{run_key}_max")
     segments = scored.count(f"{run_key}_errors.detections") if run["state"] == "scored" else 0
     counts = dict(
+        labelled_fraction=dict(manifest.labelled_fraction) or None,
         num_videos=len(manifest.trajectories),
         num_scored_frames=int(sum(_frames_of(manifest, run["run_dir"], rel) for rel in manifest.trajectories.values())),
         num_segments=int(segments),
@@ -293,4 +321,4 @@ def save_summary(dataset, run_key, manifest: Manifest, run: dict, evaluation=Non
 
 def _frames_of(manifest, run_dir, relpath) -> int:
     with np.load(os.path.join(run_dir, relpath)) as data:
-        return len(data["frame_numbers"])
+        return int(data["labelled"].sum()) if "labelled" in data.files else len(data["frame_numbers"])

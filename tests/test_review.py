@@ -109,7 +109,7 @@ def test_mgw_weights_between_masking_and_interpolation():
     assert list(filled[:6]) == [0] * 6 and list(filled[6:16]) == [1] * 10 and filled[16:].tolist() == [1] * 5
 
 
-def test_sparse_labels_train_and_score_every_frame():
+def test_sparse_labels_train_on_every_frame_and_score_the_labelled():
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 6)) * 2
     features, labels = [], []
@@ -125,8 +125,12 @@ def test_sparse_labels_train_and_score_every_frame():
         sequences_from_arrays([features[0]], [np.full(120, -1)])
     results = fcsl.compute_csl_arrays(features, labels, epochs=8, folds=3, mgw_sigma=4.0, progress=False)
     truth = np.repeat([0, 1, 2], 40)
-    accuracy = np.mean([(v.trajectory.final_probs.argmax(1) == truth).mean() for v in results.videos.values()])
-    assert accuracy > 0.9 and all(len(v.scores["csl"]) == 120 for v in results.videos.values())
+    accuracy = np.mean([(v.predictions.labels == truth).mean() for v in results.videos.values()])
+    assert accuracy > 0.9
+    for v in results.videos.values():  # scores and flags on the 12 labelled frames; predictions on all 120
+        assert v.frame_numbers.tolist() == list(range(1, 121, 10)) and len(v.scores["csl"]) == 12
+        assert len(v.trajectory.loss) == 12 and len(v.predictions.frame_numbers) == 120
+        assert v.predictions.labelled.sum() == 12 and ((v.predictions.confidence > 0) & (v.predictions.confidence <= 1)).all()
 
 
 # --- FiftyOne --------------------------------------------------------------------------------

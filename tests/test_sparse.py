@@ -1,0 +1,117 @@
+"""Sparse labels on datasets and the active labelling loop."""
+
+import numpy as np
+import pytest
+from _common import snapshot
+
+import fiftyone_csl as fcsl
+from fiftyone_csl.plugin.utils import CSLError
+
+SPARSE = dict(epochs=15, cross_fit=False, seed=7, mgw_sigma=3.0)
+
+
+def _sparsify(dataset, every=10, unlabelled_video=None):
+    """``frames.sparse``: ``phase`` on every ``every``-th frame only (none on
+    ``unlabelled_video``). Returns ``{sample_id: labelled frame numbers}``."""
+    import fiftyone as fo
+
+    ids, numbers, labels = dataset.values(["id", "frames.frame_number", "frames.phase.label"])
+    values, kept = {}, {}
+    for sid, ns, ls in zip(ids, numbers, labels):
+        keep = [] if sid == unlabelled_video else [n for n in ns if (n - 1) % every == 0]
+        values[sid] = {n: (fo.Classification(label=lab) if n in keep else None) for n, lab in zip(ns, ls)}
+        kept[sid] = keep
+    dataset.set_values("frames.sparse", values, key_field="id")
+    return kept
+
+
+def _frames_with(dataset, field):
+    ids, numbers, values = dataset.values(["id", "frames.frame_number", f"frames.{field}"])
+    return {sid: [n for n, v in zip(ns, vs) if v is not None] for sid, ns, vs in zip(ids, numbers, values)}
+
+
+def test_sparse_labels_score_labelled_frames_and_predict_every_frame(scratch):
+    dataset = scratch
+    first = dataset.first().id
+    kept = _sparsify(dataset, 10, unlabelled_video=first)
+    truth = dict(zip(*dataset.values(["id", "frames.phase.label"])))
+    before = dataset.values("frames.sparse.label")
+    results = fcsl.compute_csl(dataset, "sparse", embeddings_field="emb", sparse_labels=True, progress=False, **SPARSE)
+    dataset.reload()
+    assert dataset.values("frames.sparse.label") == before  # the labels are never touched
+    # scores and flags only where a label is given
+    assert _frames_with(dataset, "csl") == kept
+    assert {sid: v.frame_numbers.tolist() for sid, v in results.videos.items()} == kept
+    assert dataset[first]["csl_max"] is None and dataset.count("csl_max") == len(dataset) - 1
+    # predictions on every frame; the propagated field on the unlabelled ones
+    every = _frames_with(dataset, "emb")
+    assert _frames_with(dataset, "csl_predictions") == every
+    assert _frames_with(dataset, "csl_propagated") == {s: [n for n in ns if n not in kept[s]] for s, ns in every.items()}
+    ids, predicted, confidence = dataset.values(["id", "frames.csl_predictions.label", "frames.csl_predictions.confidence"])
+    correct = total = 0
+    for sid, p, c in zip(ids, predicted, confidence):
+        assert all(0 < x <= 1 for x in c)
+        correct += sum(a == b for a, b in zip(p, truth[sid]))
+        total += len(p)
+    assert correct / total > 0.8  # 10% of the frames labelled; the video without any is predicted too
+    summary = fcsl.run_summary(dataset, "csl")
+    fractions = summary["labelled_fraction"]
+    assert fractions[first] == 0.0 and summary["num_scored_frames"] == sum(len(k) for k in kept.values())
+    for sid, keep in kept.items():
+        assert fractions[sid] == pytest.approx(len(keep) / len(every[sid]), abs=1e-6)
+    # a dense run of the same key removes the sparse outputs it no longer writes
+    fcsl.compute_csl(dataset, "phase", embeddings_field="emb", overwrite=True, progress=False, **SPARSE)
+    dataset.reload()
+    assert "csl_predictions" not in dataset.get_frame_field_schema()
+    assert "csl_propagated" not in dataset.get_frame_field_schema()
+
+
+def test_sparse_labels_bad_input_changes_nothing(scratch):
+    dataset = scratch
+    _sparsify(dataset, 10)
+    state = snapshot(dataset)
+    bad = [
+        (dict(sparse_labels="yes"), "sparse_labels must be True or False"),
+        (dict(sparse_labels=True, simulation=True), "simulation needs every frame labelled"),
+        (dict(sparse_labels=True, peer_scores=["mistakenness"]), "mistakenness"),
+        (dict(sparse_labels=True, mgw_sigma=-1.0), "mgw_sigma must be >= 0"),
+    ]
+    for extra, message in bad:
+        with pytest.raises(CSLError, match=message):
+            fcsl.compute_csl(dataset, "sparse", embeddings_field="emb", progress=False, **{**SPARSE, **extra})
+    assert snapshot(dataset) == state and not fcsl.list_csl_runs(dataset)
+
+
+def test_sparse_labels_from_the_backbone_on_videos_with_few_frame_documents(audited):
+    """A new dataset of the same files where only the labelled frames exist
+    as FiftyOne frames: every decoded frame is modelled and predicted."""
+    import fiftyone as fo
+
+    source = audited[0]
+    dataset = fo.Dataset()
+    try:
+        for sample in source:
+            new = fo.Sample(filepath=sample.filepath)
+            for n in range(1, len(sample.frames) + 1, 15):
+                new.frames[n]["sparse"] = fo.Classification(label=sample.frames[n]["phase"].label)
+            dataset.add_sample(new)
+        labelled = dataset.count("frames")
+        fcsl.compute_csl(dataset, "sparse", sparse_labels=True, progress=False, **SPARSE)
+        dataset.reload()
+        counts = [len(s.frames) for s in source]
+        assert dataset.count("frames.csl") == labelled
+        assert dataset.count("frames.csl_predictions") == sum(counts)  # frames FiftyOne had no document for too
+        truth = {
+            (path, n): label
+            for path, ns, ls in zip(*source.values(["filepath", "frames.frame_number", "frames.phase.label"]))
+            for n, label in zip(ns, ls)
+        }
+        predicted = {
+            (path, n): label
+            for path, ns, ls in zip(*dataset.values(["filepath", "frames.frame_number", "frames.csl_predictions.label"]))
+            for n, label in zip(ns, ls)
+        }
+        assert predicted.keys() == truth.keys()
+        assert np.mean([predicted[k] == truth[k] for k in truth]) > 0.8
+    finally:
+        dataset.delete()
