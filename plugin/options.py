@@ -124,7 +124,8 @@ class FeatureSpec:
         if embeddings_field is not None:
             if not isinstance(embeddings_field, str) or not embeddings_field:
                 raise CSLError(f"embeddings_field must be a field name; got {embeddings_field!r}")
-            return cls(embeddings_field.removeprefix("frames."), None, None, stride, fps, backbone_runtime, sparse_labels)
+            name = embeddings_field.removeprefix("frames.")
+            return cls(name, None, None, stride, fps, backbone_runtime, sparse_labels)
         check_choice("backbone", backbone, BACKBONES)
         if backbone_weights is not None and not isinstance(backbone_weights, str):
             raise CSLError(f"backbone_weights must be a file path; got {backbone_weights!r}")

@@ -151,9 +151,10 @@ class RunNames:
     @classmethod
     def of(cls, config) -> "RunNames":
         """The names a registered run owns, from its run config."""
+        features = getattr(config, "features", None) or {}
         return cls(
             config.csl_field, tuple(config.peer_scores or ()), bool(getattr(config, "review", None)),
-            bool(getattr(config, "decisions", None)), bool((getattr(config, "features", None) or {}).get("sparse_labels")),
+            bool(getattr(config, "decisions", None)), bool(features.get("sparse_labels")),
         )  # fmt: skip
 
 

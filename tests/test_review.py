@@ -130,7 +130,8 @@ def test_sparse_labels_train_on_every_frame_and_score_the_labelled():
     for v in results.videos.values():  # scores and flags on the 12 labelled frames; predictions on all 120
         assert v.frame_numbers.tolist() == list(range(1, 121, 10)) and len(v.scores["csl"]) == 12
         assert len(v.trajectory.loss) == 12 and len(v.predictions.frame_numbers) == 120
-        assert v.predictions.labelled.sum() == 12 and ((v.predictions.confidence > 0) & (v.predictions.confidence <= 1)).all()
+        confidence = v.predictions.confidence
+        assert v.predictions.labelled.sum() == 12 and ((confidence > 0) & (confidence <= 1)).all()
 
 
 # --- FiftyOne --------------------------------------------------------------------------------

@@ -1,10 +1,9 @@
 """Sparse labels on datasets and the active labelling loop."""
 
+import fiftyone_csl as fcsl
 import numpy as np
 import pytest
 from _common import snapshot
-
-import fiftyone_csl as fcsl
 from fiftyone_csl.plugin.utils import CSLError
 
 SPARSE = dict(epochs=15, cross_fit=False, seed=7, mgw_sigma=3.0)
@@ -46,8 +45,11 @@ def test_sparse_labels_score_labelled_frames_and_predict_every_frame(scratch):
     # predictions on every frame; the propagated field on the unlabelled ones
     every = _frames_with(dataset, "emb")
     assert _frames_with(dataset, "csl_predictions") == every
-    assert _frames_with(dataset, "csl_propagated") == {s: [n for n in ns if n not in kept[s]] for s, ns in every.items()}
-    ids, predicted, confidence = dataset.values(["id", "frames.csl_predictions.label", "frames.csl_predictions.confidence"])
+    unlabelled = {s: [n for n in ns if n not in kept[s]] for s, ns in every.items()}
+    assert _frames_with(dataset, "csl_propagated") == unlabelled
+    ids, predicted, confidence = dataset.values(
+        ["id", "frames.csl_predictions.label", "frames.csl_predictions.confidence"]
+    )
     correct = total = 0
     for sid, p, c in zip(ids, predicted, confidence):
         assert all(0 < x <= 1 for x in c)
@@ -106,11 +108,8 @@ def test_sparse_labels_from_the_backbone_on_videos_with_few_frame_documents(audi
             for path, ns, ls in zip(*source.values(["filepath", "frames.frame_number", "frames.phase.label"]))
             for n, label in zip(ns, ls)
         }
-        predicted = {
-            (path, n): label
-            for path, ns, ls in zip(*dataset.values(["filepath", "frames.frame_number", "frames.csl_predictions.label"]))
-            for n, label in zip(ns, ls)
-        }
+        fields = ["filepath", "frames.frame_number", "frames.csl_predictions.label"]
+        predicted = {(path, n): label for path, ns, ls in zip(*dataset.values(fields)) for n, label in zip(ns, ls)}
         assert predicted.keys() == truth.keys()
         assert np.mean([predicted[k] == truth[k] for k in truth]) > 0.8
     finally:
