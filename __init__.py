@@ -32,6 +32,7 @@ if __package__:
     from .plugin.decisions import list_decisions, review_segment, review_segments, suspect_segments, undo_review
     from .plugin.evaluation import evaluate_detection
     from .plugin.fanout import audit_graph, cancel_graph, queue_audit
+    from .plugin.labelling import LabellingRound, label_actively
     from .plugin.pipeline import CSLResults, compute_csl_arrays
     from .plugin.record import list_csl_runs
     from .plugin.rescore import changed_videos, flag_errors, refresh_scores, replay_checkpoints
@@ -64,6 +65,8 @@ __all__ = [
     "export_suspects",
     "flag_errors",
     "inject_errors",
+    "label_actively",
+    "LabellingRound",
     "list_csl_runs",
     "list_decisions",
     "queue_audit",

@@ -9,6 +9,7 @@ from .fanout import RunAuditPart
 from .features import ComputeFrameFeatures
 from .flag import FlagErrors
 from .inject import InjectErrors
+from .labelling import LabelActively
 from .panel import CSLTimelinePanel
 from .refresh import RefreshScores
 from .replay import ReplayCheckpoints
@@ -25,6 +26,7 @@ OPERATORS = [
     EvaluateDetection,
     InjectErrors,
     SelectFramesForReview,
+    LabelActively,
     ReviewSegment,
     UndoReview,
     DeleteRun,

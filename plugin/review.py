@@ -260,6 +260,7 @@ def select_frames_for_review(
     cache_dir: str | None = None,
     overwrite: bool = False,
     progress=None,
+    exclude_labelled: bool = False,
 ) -> list:
     """Selects the frames of ``samples`` most worth a reviewer's time, within
     a budget, and writes them as a review queue of run ``csl_field``.
@@ -294,6 +295,10 @@ def select_frames_for_review(
         device, cache_dir, progress: as in :func:`fiftyone_csl.compute_csl`
         overwrite (False): has no effect: a selection replaces only the run's
             own previous queue, never fields or views the run did not create
+        exclude_labelled (False): choose frames to label instead: frames
+            that carry a label are never selected and the spread starts from
+            them (a run with ``sparse_labels``; see
+            :func:`~fiftyone_csl.plugin.labelling.label_actively`)
 
     Returns:
         ``[(sample_id, frame_number), ...]``, most urgent first
@@ -350,6 +355,11 @@ def select_frames_for_review(
         name = reviewed_field.removeprefix("frames.")
         ids, numbers, flags = samples.values(["id", "frames.frame_number", f"frames.{name}"])
         reviewed = {sid: [n for n, f in zip(ns, fs) if f] for sid, ns, fs in zip(ids, numbers, flags)}
+    if exclude_labelled:
+        reviewed = reviewed or {}
+        for s in prepared.sequences:
+            done = s.frame_numbers if s.labelled is None else s.frame_numbers[s.labelled]
+            reviewed[s.sample_id] = sorted({*reviewed.get(s.sample_id, []), *map(int, done)})
     with progress.stage("select", 1, "steps"):
         picks = select_frames(frame_numbers, k, mode, uncertainty, csl, lam, sigma, csl_weight, reviewed, seed)
 
@@ -380,7 +390,8 @@ def select_frames_for_review(
             queue.tag_labels(tag, label_fields=[fcfields.label_path(dataset, manifest.label_field)])
             queue.tag_samples(tag)
         dataset.save_view(
-            names.review_view, queue, description=f"{len(picks)} frames to review ({mode}), most urgent video first",
-            overwrite=True,
+            names.review_view, queue, overwrite=True,
+            description=f"{len(picks)} frames to {'label' if exclude_labelled else 'review'} ({mode}), "
+            "most urgent video first",
         )  # fmt: skip
     return picks

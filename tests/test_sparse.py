@@ -114,3 +114,85 @@ def test_sparse_labels_from_the_backbone_on_videos_with_few_frame_documents(audi
         assert np.mean([predicted[k] == truth[k] for k in truth]) > 0.8
     finally:
         dataset.delete()
+
+
+def _accuracy(dataset, field, truth):
+    ids, numbers, labels = dataset.values(["id", "frames.frame_number", f"frames.{field}.label"])
+    pairs = [(truth[sid][n], x) for sid, ns, ls in zip(ids, numbers, labels) for n, x in zip(ns, ls) if x is not None]
+    return np.mean([a == b for a, b in pairs]), len(pairs)
+
+
+def test_active_labelling_loop_asks_for_new_frames_and_propagates(scratch):
+    dataset = scratch
+    first = dataset.first().id
+    kept = _sparsify(dataset, 30, unlabelled_video=first)
+    ids, numbers, phases = dataset.values(["id", "frames.frame_number", "frames.phase.label"])
+    truth = {sid: dict(zip(ns, ls)) for sid, ns, ls in zip(ids, numbers, phases)}
+    total = dataset.count("frames")
+    options = dict(embeddings_field="emb", epochs=15, passes=4, seed=3, mgw_sigma=3.0, progress=False)
+
+    done = fcsl.label_actively(dataset, "sparse", budget=3, **options)
+    dataset.reload()
+    assert done.labelled_frames == sum(len(k) for k in kept.values()) and done.frames == total
+    assert len(done.picks) == round(0.03 * total) and done.view == "asl-review-queue"
+    labelled = {(sid, n) for sid, ns in kept.items() for n in ns}
+    assert not labelled & set(done.picks)  # never a frame that has a label
+    assert first in {sid for sid, _ in done.picks}  # the video with no label gets frames to label
+    for sid in {sid for sid, _ in done.picks}:  # spread over time: picks of a video are apart
+        ns = sorted(n for s, n in done.picks if s == sid)
+        assert min(np.diff(ns), default=99) >= 3
+    queue = dataset.load_saved_view("asl-review-queue")
+    shown = {(s.id, f.frame_number) for s in queue for f in s.frames.values()}
+    assert shown == set(done.picks)
+    assert set(dataset.match_tags("to_label").values("id")) == {sid for sid, _ in done.picks}
+    accuracy, count = _accuracy(dataset, "asl_propagated", truth)
+    assert count == total - done.labelled_frames and accuracy > 0.75
+
+    # the annotator labels the picked frames; the next round learns from them
+    _label(dataset, done.picks, truth)
+    before = dataset.values("frames.sparse.label")
+    again = fcsl.label_actively(dataset, "sparse", budget=3, **options)
+    dataset.reload()
+    assert dataset.values("frames.sparse.label") == before  # only the annotator writes labels
+    assert again.labelled_frames == done.labelled_frames + len(done.picks)
+    assert not set(again.picks) & (labelled | set(done.picks))
+    accuracy_2, _ = _accuracy(dataset, "asl_propagated", truth)
+    assert accuracy_2 > 0.8
+    assert fcsl.run_summary(dataset, "asl")["labelled_fraction"][first] > 0
+
+    # a last round with no budget retrains and propagates, and leaves no queue or tag behind
+    last = fcsl.label_actively(dataset, "sparse", budget=0, **options)
+    dataset.reload()
+    assert last.picks == [] and last.view is None
+    assert "asl-review-queue" not in dataset.list_saved_views() and not len(dataset.match_tags("to_label"))
+    assert "asl_review_priority" not in dataset.get_frame_field_schema()
+
+
+def _label(dataset, picks, truth):
+    import fiftyone as fo
+
+    per_video = {}
+    for sid, n in picks:
+        per_video.setdefault(sid, {})[n] = fo.Classification(label=truth[sid][n])
+    dataset.set_values("frames.sparse", per_video, key_field="id")
+
+
+def test_active_labelling_bad_input_changes_nothing(scratch):
+    dataset = scratch
+    _sparsify(dataset, 30)
+    fcsl.compute_csl(dataset, "sparse", embeddings_field="emb", epochs=3, folds=2, progress=False, csl_field="audit")
+    state = snapshot(dataset)
+    bad = [
+        (dict(csl_field="audit"), "not a labelling run"),
+        (dict(budget=-1), "budget must be > 0"),
+        (dict(budget=101), "more than every frame"),
+        (dict(lam=2.0), "lambda must be in"),
+        (dict(cross_fit=True), "sets cross_fit itself"),
+        (dict(tag=""), "tag must be"),
+    ]
+    for extra, message in bad:
+        with pytest.raises(CSLError, match=message):
+            fcsl.label_actively(dataset, "sparse", embeddings_field="emb", epochs=3, progress=False, **extra)
+    with pytest.raises(CSLError, match="frame-level Classification"):
+        fcsl.label_actively(dataset, "audit_errors", embeddings_field="emb", epochs=3, progress=False)
+    assert snapshot(dataset) == state

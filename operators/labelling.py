@@ -1,0 +1,100 @@
+"""Active sparse labelling: retrain from the frames labelled so far,
+propagate, and queue the next frames to label (APU)."""
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from ..plugin.labelling import label_actively
+from . import common
+from .review import picks_table
+
+
+class LabelActively(foo.Operator):
+    @property
+    def config(self):
+        return common.long_running_config(
+            "label_actively",
+            "CSL: label frames actively",
+            "Train from the frames labelled so far, propose labels for the others, and pick the next frames to label",
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if common.require_video(ctx, inputs) and common.label_field_input(
+            ctx, inputs, label="Label field (frame-level, partly labelled)"
+        ):
+            common.target_inputs(ctx, inputs)
+            default = lambda name: common.engine_default(label_actively, name)  # noqa: E731
+            inputs.str(
+                "csl_field", default=default("csl_field"), required=True, label="Run key",
+                description="Each round replaces this key's previous round: <key>_predictions, <key>_propagated, "
+                "the saved view <key>-review-queue",
+            )  # fmt: skip
+            inputs.float(
+                "budget", default=default("budget"), min=0.0, required=True, label="Frames to pick",
+                description="In the unit below; 0 retrains and propagates only",
+            )  # fmt: skip
+            inputs.enum(
+                "budget_unit", ["percent", "frames"], default=default("budget_unit"), required=True, label="Unit"
+            )
+            vectors = common.vector_field_choices(ctx.view)
+            inputs.enum(
+                "embeddings_field", vectors, required=False, label="Embeddings field (optional)",
+                description="Frame-level vectors as features; leave empty to use the backbone",
+            )  # fmt: skip
+            inputs.int("epochs", default=default("epochs"), min=1, max=1000, label="Epochs")
+            inputs.float(
+                "mgw_sigma", default=default("mgw_sigma"), min=0.0, label="MGW sigma (frames)",
+                description="Unlabelled frames train on their nearest label with weight exp(-d^2 / 2 sigma^2); "
+                "0 ignores them (masking)",
+            )  # fmt: skip
+            inputs.float("lam", default=default("lam"), min=0.0, max=1.0, label="Lambda (uncertainty vs spread)")
+            inputs.float("sigma", default=default("sigma"), min=0.0, label="Spread width (frames)")
+            inputs.str(
+                "tag", default=default("tag"), required=False, label="Tag",
+                description="Tag the videos holding frames to label",
+            )  # fmt: skip
+        common.scheduling_notice(ctx, inputs)
+        return types.Property(inputs, view=types.View(label="CSL: label frames actively"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        names = ("csl_field", "budget", "budget_unit", "embeddings_field", "epochs", "mgw_sigma", "lam", "sigma", "tag")
+        done = label_actively(
+            ctx.target_view(), p["label_field"], **common.engine_params(p, names),
+            progress=common.progress_callback(ctx),
+        )  # fmt: skip
+        common.reload_if_immediate(ctx)
+        return {
+            "labelled": f"{done.labelled_frames} of {done.frames} frames "
+            f"({100 * done.labelled_frames / max(done.frames, 1):.1f}%)",
+            "selected": len(done.picks),
+            "view": done.view or "",
+            "propagated": f"frames.{done.propagated_field}",
+            "picks": picks_table(ctx.dataset, done.picks).replace("to review", "to label"),
+        }
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("labelled", label="Labelled")
+        outputs.int("selected", label="Frames to label next")
+        outputs.str("view", label="Saved view")
+        outputs.str("propagated", label="Proposed labels")
+        outputs.md(ctx.results.get("picks", ""), name="picks")
+        return types.Property(outputs)
+
+    def __call__(self, sample_collection, label_field, csl_field="asl", budget=1.0, delegate=False, **kwargs):
+        """One round of active sparse labelling on ``sample_collection``.
+
+        Args:
+            sample_collection: a video Dataset or DatasetView
+            label_field: the frame-level Classification field being labelled
+            csl_field ("asl"): the loop's run key
+            budget (1.0): frames to pick next, in ``budget_unit`` (default percent)
+            delegate (False): queue a delegated operation instead of running now
+            **kwargs: ``budget_unit``, ``embeddings_field``, ``epochs``,
+                ``mgw_sigma``, ``lam``, ``sigma``, ``tag``; see
+                :func:`fiftyone_csl.label_actively`
+        """
+        params = dict(label_field=label_field, csl_field=csl_field, budget=budget, **kwargs)
+        return common.execute_twin(self, sample_collection, params, delegate)
