@@ -15,7 +15,7 @@ from .access import load_videos
 from .locks import dataset_lock, run_in_progress
 from .options import FeatureSpec, check_choice, check_device, check_int, check_threshold
 from .pipeline import ERROR_PROB, CSLResults, check_peer_scores, replay_and_score
-from .prepare import attach_features, check_collection, prepare
+from .prepare import attach_features, check_collection, labelled_fractions, prepare
 from .record import RunNames, RunStore, get_run_config, load_manifest, unowned_outputs
 from .replay import PRECISIONS, autocast_context
 from .utils import CSLError, StagedProgress, balanced_groups, resolve_device
@@ -99,6 +99,8 @@ def replay_checkpoints(
             manifest, trajectories={}, error_probs={}, simulation=None,
             files={k: v for k, v in manifest.files.items() if shared(k)},
         )  # fmt: skip
+        if prepared.spec.sparse_labels:  # the labels may have grown since the training
+            replay_manifest.labelled_fraction = {**manifest.labelled_fraction, **labelled_fractions(prepared.sequences)}
         staging = store.staging()
         store.inherit(staging, config.run_dir, manifest, keep=shared)
     try:

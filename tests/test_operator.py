@@ -15,6 +15,7 @@ OPERATORS = [
     "evaluate_detection",
     "inject_errors",
     "select_frames_for_review",
+    "label_actively",
     "refresh_scores",
     "review_segment",
     "undo_review",
@@ -167,3 +168,25 @@ def test_forms_say_when_the_app_cannot_schedule_and_how_long_an_immediate_run_ta
     inputs = types.Object()
     common.scheduling_notice(None, inputs, seconds)
     assert "no_scheduling" not in inputs.properties
+
+
+def test_label_actively_operator_trains_from_sparse_labels_and_queues_frames(scratch):
+    import fiftyone as fo
+
+    ids, numbers, labels = scratch.values(["id", "frames.frame_number", "frames.phase.label"])
+    sparse = {
+        sid: {n: fo.Classification(label=x) for n, x in zip(ns, ls) if n % 20 == 1}
+        for sid, ns, ls in zip(ids, numbers, labels)
+    }
+    scratch.set_values("frames.sparse", sparse, key_field="id")
+    operator = foo.get_operator(URI + "label_actively")
+    out = _ok(
+        operator(scratch, "frames.sparse", "loop", budget=10, budget_unit="frames", embeddings_field="emb", epochs=5)
+    )
+    assert (
+        out["selected"] == 10 and out["view"] == "loop-review-queue" and out["propagated"] == "frames.loop_propagated"
+    )
+    scratch.reload()
+    assert scratch.count("frames.loop_review_priority") == 10
+    assert scratch.count("frames.loop_propagated") == scratch.count("frames") - scratch.count("frames.sparse")
+    assert scratch.count("frames.loop") == scratch.count("frames.sparse")

@@ -196,3 +196,21 @@ def test_active_labelling_bad_input_changes_nothing(scratch):
     with pytest.raises(CSLError, match="frame-level Classification"):
         fcsl.label_actively(dataset, "audit_errors", embeddings_field="emb", epochs=3, progress=False)
     assert snapshot(dataset) == state
+
+
+def test_sparse_checkpoints_replayed_after_more_labels(scratch):
+    """train_checkpoints and replay_checkpoints with sparse labels: the
+    replay scores the labels given since, and reports the new fraction."""
+    dataset = scratch
+    kept = _sparsify(dataset, 20)
+    fcsl.train_checkpoints(dataset, "sparse", embeddings_field="emb", sparse_labels=True, progress=False, **SPARSE)
+    assert "csl_predictions" not in dataset.get_frame_field_schema()  # nothing scored yet
+    more = _sparsify(dataset, 10)
+    fcsl.replay_checkpoints(dataset, "csl", progress=False)
+    dataset.reload()
+    assert _frames_with(dataset, "csl") == more and _frames_with(dataset, "csl_predictions") == _frames_with(
+        dataset, "emb"
+    )
+    fractions = fcsl.run_summary(dataset, "csl")["labelled_fraction"]
+    for sid in kept:
+        assert fractions[sid] == pytest.approx(len(more[sid]) / len(_frames_with(dataset, "emb")[sid]), abs=1e-6)
