@@ -281,8 +281,9 @@ def write_predictions(dataset, names: RunNames, videos: dict, classes: list) -> 
             continue
         made = [fo.Classification(label=classes[int(c)], confidence=float(q)) for c, q in zip(p.labels, p.confidence)]
         predictions[sid] = {int(f): label for f, label in zip(p.frame_numbers, made)}
+        # None on the labelled frames: a frame labelled since the last round keeps no stale proposal
         propagated[sid] = {
-            int(f): label.copy() for f, label, known in zip(p.frame_numbers, made, p.labelled) if not known
+            int(f): None if known else label.copy() for f, label, known in zip(p.frame_numbers, made, p.labelled)
         }
     if predictions:
         dataset.set_values(f"frames.{names.predictions_field}", predictions, key_field="id")

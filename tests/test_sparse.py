@@ -166,6 +166,14 @@ def test_active_labelling_loop_asks_for_new_frames_and_propagates(scratch):
     assert last.picks == [] and last.view is None
     assert "asl-review-queue" not in dataset.list_saved_views() and not len(dataset.match_tags("to_label"))
     assert "asl_review_priority" not in dataset.get_frame_field_schema()
+    # the README's way to accept the proposed labels: only frames without a label get one
+    given = {(sid, n): x for sid, ns, ls in zip(*dataset.values(["id", "frames.frame_number", "frames.sparse.label"]))
+             for n, x in zip(ns, ls) if x is not None}  # fmt: skip
+    ids, props = dataset.values(["frames.id", "frames.asl_propagated"], unwind=True)
+    dataset.set_values("frames.sparse", {i: p for i, p in zip(ids, props) if p is not None}, key_field="frames.id")
+    after = dataset.values(["id", "frames.frame_number", "frames.sparse.label"])
+    assert all(x is not None for ls in after[2] for x in ls)
+    assert all(dict(zip(ns, ls))[n] == given[(sid, n)] for sid, ns, ls in zip(*after) for (s2, n) in given if s2 == sid)
 
 
 def _label(dataset, picks, truth):
