@@ -104,7 +104,7 @@ class AuditVideoLabels(foo.Operator):
             delegate (False): queue a delegated operation instead of running now
             **kwargs: ``backbone``, ``backbone_runtime``, ``model``,
                 ``epochs``, ``folds``, ``cross_fit``, ``stride``, ``fps``,
-                ``peer_scores``, ``simulation``, ``target_precision``,
+                ``sparse_labels``, ``mgw_sigma``, ``peer_scores``, ``simulation``, ``target_precision``,
                 ``threshold``, ``overwrite`` as in
                 :func:`fiftyone_csl.compute_csl`; ``workers=N`` (N > 1)
                 queues the audit as a graph for N workers

@@ -51,8 +51,10 @@ class TrainCheckpoints(foo.Operator):
             csl_field ("csl"): run key
             embeddings_field (None): frame-level vector field to use as features
             delegate (False): queue a delegated operation instead of running now
-            **kwargs: ``backbone``, ``model``, ``epochs``, ``folds``,
-                ``cross_fit``, ``stride``, ``overwrite``
+            **kwargs: ``backbone``, ``backbone_runtime``, ``model``,
+                ``epochs``, ``folds``, ``cross_fit``, ``stride``, ``fps``,
+                ``sparse_labels``, ``mgw_sigma``, ``overwrite`` as in
+                :func:`fiftyone_csl.compute_csl`
         """
         params = dict(label_field=label_field, csl_field=csl_field, embeddings_field=embeddings_field, **kwargs)
         return common.execute_twin(self, sample_collection, params, delegate)
