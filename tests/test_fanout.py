@@ -188,3 +188,25 @@ def test_bad_fan_out_options_fail_before_anything_is_queued(scratch):
         with pytest.raises(CSLError, match=message):
             fcsl.compute_csl(scratch, "phase", "bad", embeddings_field="emb", **kwargs)
     assert len(service.list_operations(dataset_name=scratch.name)) == queued
+
+
+def test_a_sparse_label_audit_fans_out_as_one_call_does(scratch):
+    import fiftyone as fo
+
+    scratch.persistent = True
+    ids, numbers, labels = scratch.values(["id", "frames.frame_number", "frames.phase.label"])
+    sparse = {
+        sid: {n: fo.Classification(label=x) if n % 10 == 1 and sid != ids[0] else None for n, x in zip(ns, ls)}
+        for sid, ns, ls in zip(ids, numbers, labels)
+    }  # fmt: skip
+    scratch.set_values("frames.sparse", sparse, key_field="id")
+    options = dict(epochs=3, folds=2, seed=5, embeddings_field="emb", sparse_labels=True, mgw_sigma=2.0)
+    fcsl.compute_csl(scratch, "sparse", "inline", progress=False, **options)
+    graph = fcsl.compute_csl(scratch, "sparse", "fanned", workers=2, **options)
+    _run(scratch, graph["graph_id"], 1)
+    assert fcsl.audit_graph(graph["graph_id"])["state"] == "completed"
+    scratch.reload()
+    for suffix in ("", "_predictions.label", "_propagated.label"):
+        assert scratch.values(f"frames.fanned{suffix}") == scratch.values(f"frames.inline{suffix}")
+    fanned, inline = fcsl.run_summary(scratch, "fanned"), fcsl.run_summary(scratch, "inline")
+    assert fanned["labelled_fraction"] == inline["labelled_fraction"] and fanned["labelled_fraction"][ids[0]] == 0.0
