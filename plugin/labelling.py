@@ -127,6 +127,12 @@ def label_actively(
             raise CSLError(f"label_actively() sets {name} itself")
     if fcseq.label_field_kind(samples, label_field) != "frames":
         raise CSLError("label_actively() labels a frame-level Classification field")
+    name = fcseq.strip_frames_prefix(label_field)
+    if not samples.count(f"frames.{name}"):
+        raise CSLError(
+            f"no frame of '{name}' is labelled yet: label a few frames of at least two classes first "
+            "(a frame or two in some videos), then each round asks for the next ones"
+        )
     if budget != 0:
         resolve_budget(budget, budget_unit, 1 << 62)  # a bad budget fails before the training
     check_float("mgw_sigma", mgw_sigma, minimum=0.0, allow_inf=True)

@@ -186,6 +186,8 @@ def _label(dataset, picks, truth):
 
 
 def test_active_labelling_bad_input_changes_nothing(scratch):
+    import fiftyone as fo
+
     dataset = scratch
     _sparsify(dataset, 30)
     fcsl.compute_csl(dataset, "sparse", embeddings_field="emb", epochs=3, folds=2, progress=False, csl_field="audit")
@@ -201,6 +203,10 @@ def test_active_labelling_bad_input_changes_nothing(scratch):
     for extra, message in bad:
         with pytest.raises(CSLError, match=message):
             fcsl.label_actively(dataset, "sparse", embeddings_field="emb", epochs=3, progress=False, **extra)
+    dataset.add_frame_field("nothing_yet", fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    state = snapshot(dataset)
+    with pytest.raises(CSLError, match="no frame of 'nothing_yet' is labelled yet"):
+        fcsl.label_actively(dataset, "nothing_yet", embeddings_field="emb", epochs=3, progress=False)
     with pytest.raises(CSLError, match="frame-level Classification"):
         fcsl.label_actively(dataset, "audit_errors", embeddings_field="emb", epochs=3, progress=False)
     assert snapshot(dataset) == state
