@@ -103,7 +103,7 @@ def evaluate(labels, masks, predicted, tested, test_labels):
     }
 
 
-def run(setting, seed, epochs, passes, rounds):
+def run(setting, seed, epochs, passes, rounds, strategies=STRATEGIES, keep=None):
     source = setting.removesuffix("-weak")
     features, labels, classes = sources.SOURCES[source](weak=setting.endswith("-weak"))
     order = np.random.default_rng(seed).permutation(len(features))
@@ -114,16 +114,19 @@ def run(setting, seed, epochs, passes, rounds):
     total = sum(len(v) for v in y)
     row = {"setting": setting, "seed": seed, "videos": len(x), "held_out_videos": len(tx), "frames": total}
     started = time.time()
-    full = [np.ones(len(v), bool) for v in y]
-    _, predicted, tested, _ = train(x, y, full, classes, 0.0, seed, epochs, passes, tx, False)
-    row["full"] = evaluate(y, full, predicted, tested, ty)
-    row["runs"] = {}
+    if keep is not None:  # a row measured before: only ``strategies`` are measured again
+        row["full"], row["runs"] = keep["full"], dict(keep["runs"])
+    else:
+        full = [np.ones(len(v), bool) for v in y]
+        _, predicted, tested, _ = train(x, y, full, classes, 0.0, seed, epochs, passes, tx, False)
+        row["full"] = evaluate(y, full, predicted, tested, ty)
+        row["runs"] = {}
     for loss, sigma in LOSSES.items():
         start = evenly_spaced(y, rounds[0] / 100.0)
         names, predicted, tested, uncertainty = train(x, y, start, classes, sigma, seed, epochs, passes, tx, True)
         first = evaluate(y, start, predicted, tested, ty)
         print(f"[labelling] {setting} seed {seed} {loss} {rounds[0]}%: {first['propagated']['accuracy']}", flush=True)
-        for strategy in STRATEGIES:
+        for strategy in strategies:
             masks, u, history = [m.copy() for m in start], uncertainty, [first]
             for share in rounds[1:]:
                 frames = {n: np.arange(1, len(m) + 1) for n, m in zip(names, masks)}
@@ -141,7 +144,8 @@ def run(setting, seed, epochs, passes, rounds):
                       f"{history[-1]['propagated']['accuracy']} / {history[-1]['held_out']['accuracy']} "
                       f"(full {row['full']['held_out']['accuracy']})", flush=True)  # fmt: skip
             row["runs"][f"{strategy}+{loss}"] = history
-    row["seconds"] = round(time.time() - started, 1)
+    row["runs"] = {f"{s}+{loss}": row["runs"][f"{s}+{loss}"] for s in STRATEGIES for loss in LOSSES}
+    row["seconds"] = round(time.time() - started, 1) + (keep or {}).get("seconds", 0)
     return row
 
 
@@ -205,6 +209,10 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument(
+        "--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES,
+        help="measure only these again, keeping the other figures of the same settings",
+    )  # fmt: skip
     args = parser.parse_args()
     seeds = (0,) if args.quick else (0, 1, 2)
     epochs, passes = (6, 3) if args.quick else (30, 10)
@@ -221,11 +229,16 @@ def main():
         with open(path) as f:
             old = json.load(f)
         if all(old.get(k) == out[k] for k in ("seeds", "epochs", "passes", "rounds")):
-            previous = [r for r in old["rows"] if r["setting"] not in args.settings]
-    out["rows"] = previous
+            previous = old["rows"]
+    partial = set(args.strategies) != set(STRATEGIES)
+    kept = {(r["setting"], r["seed"]): r for r in previous}
+    out["rows"] = [r for r in previous if r["setting"] not in args.settings]
     for setting in args.settings:
         for seed in seeds:
-            out["rows"].append(run(setting, seed, epochs, passes, rounds))
+            keep = kept.get((setting, seed)) if partial else None
+            if partial and keep is None:
+                raise SystemExit(f"--strategies needs the other strategies of {setting} seed {seed} measured first")
+            out["rows"].append(run(setting, seed, epochs, passes, rounds, args.strategies, keep))
             out["seconds"] = round(time.time() - started)
             with open(path, "w") as f:  # after every seed: a long run keeps what it measured
                 json.dump(out, f, indent=1)

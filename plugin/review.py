@@ -222,7 +222,11 @@ def select_frames(
 
 
 def _equidistant(videos, numbers, open_, budget):
-    """Evenly spaced open frames in every video, in proportion to its length."""
+    """Evenly spaced open frames in every video, in proportion to its open
+    frames: a video with nothing reviewed yet gets a regular grid; in one
+    with reviewed frames each pick goes to the middle of the widest gap
+    between reviewed or picked frames (so rounds of picks stay evenly spaced
+    instead of piling up beside the earlier ones)."""
     sizes = np.array([int(open_[v].sum()) for v in videos], dtype=np.float64)
     share = budget * sizes / sizes.sum()
     counts = np.floor(share).astype(int)
@@ -233,11 +237,40 @@ def _equidistant(videos, numbers, open_, budget):
         idx = np.flatnonzero(open_[v])
         if k <= 0:
             continue
-        positions = ((np.arange(k) + 0.5) * len(idx) / k).astype(int)
-        picks.extend((v, int(numbers[v][idx[p]])) for p in positions)
+        if len(idx) == len(numbers[v]):
+            positions = ((np.arange(k) + 0.5) * len(idx) / k).astype(int)
+            picks.extend((v, int(numbers[v][idx[p]])) for p in positions)
+        else:
+            picks.extend((v, int(f)) for f in _fill_gaps(numbers[v], open_[v], k))
     # interleave videos so a partial review still covers many videos
     order = np.argsort([p[1] / max(numbers[p[0]].max(), 1) for p in picks], kind="stable")
     return [picks[i] for i in order]
+
+
+def _fill_gaps(numbers: np.ndarray, open_: np.ndarray, k: int) -> list:
+    """``k`` open frames, each the one nearest the middle of the widest gap
+    between closed (reviewed or already picked) frames and the video's ends."""
+    import heapq
+
+    closed = numbers[~open_]
+    edges = [numbers.min() - 1, *sorted(closed.tolist()), numbers.max() + 1]
+    gaps = [(-(b - a), float(a), float(b)) for a, b in zip(edges[:-1], edges[1:]) if b - a > 1]
+    heapq.heapify(gaps)
+    available = open_.copy()
+    picks = []
+    while gaps and len(picks) < k:
+        _, a, b = heapq.heappop(gaps)
+        inside = np.flatnonzero(available & (numbers > a) & (numbers < b))
+        if not inside.size:
+            continue
+        i = inside[np.argmin(np.abs(numbers[inside] - (a + b) / 2.0))]
+        available[i] = False
+        f = float(numbers[i])
+        picks.append(numbers[i])
+        for lo, hi in ((a, f), (f, b)):
+            if hi - lo > 1:
+                heapq.heappush(gaps, (-(hi - lo), lo, hi))
+    return picks
 
 
 # --- FiftyOne ------------------------------------------------------------------------

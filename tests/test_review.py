@@ -57,6 +57,11 @@ def test_equidistant_and_random_baselines():
     counts = {v: sorted(f for w, f in picks if w == v) for v in frames}
     assert len(counts["v0"]) == 5 and len(counts["v1"]) == 15  # in proportion to length
     assert np.ptp(np.diff(counts["v1"])) <= 1  # evenly spaced
+    # with frames already reviewed, new picks fill the widest gaps instead of sitting beside the old ones
+    reviewed = {"v0": [], "v1": counts["v1"]}
+    more = sorted(f for w, f in select_frames(frames, 20, "equidistant", reviewed=reviewed) if w == "v1")
+    union = np.sort(np.concatenate([counts["v1"], more]))
+    assert not set(more) & set(counts["v1"]) and np.diff(union).min() >= 5 and np.diff(union).max() <= 15
     a = select_frames(frames, 20, "random", seed=1)
     assert a == select_frames(frames, 20, "random", seed=1) and len(set(a)) == 20
 
