@@ -372,8 +372,10 @@ def select_frames_for_review(
         missing = [sid for sid in frame_numbers if sid not in videos]
         if missing:
             raise CSLError(f"{len(missing)} video(s) have no CSL in run '{csl_field}': replay the run over them first")
-        csl = {
+        csl = {  # a video with no label yet (sparse labels) has no CSL: nothing there is suspect
             sid: fcfields.spread_to_labelled_frames(videos[sid].frame_numbers, videos[sid].scores["csl"], n)
+            if len(videos[sid].frame_numbers)
+            else np.zeros(len(n), dtype=np.float32)
             for sid, n in frame_numbers.items()
         }
     uncertainty = None

@@ -61,6 +61,9 @@ def test_sparse_labels_score_labelled_frames_and_predict_every_frame(scratch):
     assert fractions[first] == 0.0 and summary["num_scored_frames"] == sum(len(k) for k in kept.values())
     for sid, keep in kept.items():
         assert fractions[sid] == pytest.approx(len(keep) / len(every[sid]), abs=1e-6)
+    # the review queue of a sparse run (CSL mixed in) takes the video with no label too
+    picks = fcsl.select_frames_for_review(dataset, "csl", budget=20, budget_unit="frames", passes=2, progress=False)
+    assert len(picks) == 20 and all(isinstance(n, int) for _, n in picks)
     # a dense run of the same key removes the sparse outputs it no longer writes
     fcsl.compute_csl(dataset, "phase", embeddings_field="emb", overwrite=True, progress=False, **SPARSE)
     dataset.reload()
