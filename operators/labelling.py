@@ -71,7 +71,7 @@ class LabelActively(foo.Operator):
             "selected": len(done.picks),
             "view": done.view or "",
             "propagated": f"frames.{done.propagated_field}",
-            "picks": picks_table(ctx.dataset, done.picks).replace("to review", "to label"),
+            "picks": picks_table(ctx.dataset, done.picks, "label"),
         }
 
     def resolve_output(self, ctx):

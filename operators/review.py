@@ -20,7 +20,7 @@ MODE_LABELS = {
 SHOWN_PICKS = 50
 
 
-def picks_table(dataset, picks) -> str:
+def picks_table(dataset, picks, purpose="review") -> str:
     """The first picks as a markdown table: priority, video, frame."""
     if not picks:
         return ""
@@ -28,7 +28,7 @@ def picks_table(dataset, picks) -> str:
     lines = ["| priority | video | frame |", "|---:|---|---:|"]
     lines += [f"| {rank} | {names.get(sid, sid)} | {int(n)} |" for rank, (sid, n) in enumerate(picks[:SHOWN_PICKS], 1)]
     more = f"\n\n... and {len(picks) - SHOWN_PICKS} more in the saved view" if len(picks) > SHOWN_PICKS else ""
-    return "**Frames to review, most urgent first**\n\n" + "\n".join(lines) + more
+    return f"**Frames to {purpose}, most urgent first**\n\n" + "\n".join(lines) + more
 
 
 class SelectFramesForReview(foo.Operator):

@@ -32,7 +32,7 @@ from types import SimpleNamespace
 from . import sequences as fcseq
 from .options import check_float, check_identifier, check_int
 from .record import RunNames, get_run_config, unowned_outputs
-from .review import check_options, resolve_budget, select_frames_for_review
+from .review import check_options, check_tag, resolve_budget, select_frames_for_review
 from .steps import compute_csl
 from .utils import CSLError
 
@@ -135,9 +135,7 @@ def label_actively(
         )
     if budget != 0:
         resolve_budget(budget, budget_unit, 1 << 62)  # a bad budget fails before the training
-    check_float("mgw_sigma", mgw_sigma, minimum=0.0, allow_inf=True)
-    if tag is not None and (not isinstance(tag, str) or not tag):
-        raise CSLError(f"tag must be a non-empty string or None; got {tag!r}")
+    check_tag(tag)
     check_options("apu", check_float("lam", lam), check_float("sigma", sigma), 0.5)
     check_int("passes", passes, 1)
     replace, owner = False, None
@@ -156,11 +154,10 @@ def label_actively(
         mgw_sigma=mgw_sigma, epochs=epochs, seed=seed, device=device, overwrite=replace,
         progress=_share(progress, 0.0, 0.85 if budget else 1.0), **kwargs,
     )  # fmt: skip
-    from .access import run_summary
-
-    fractions = run_summary(samples, csl_field)["labelled_fraction"] or {}
-    frames = sum(len(v.predictions.frame_numbers) for v in results.videos.values() if v.predictions is not None)
-    labelled = sum(len(v.frame_numbers) for v in results.videos.values())
+    modelled = {sid: v.predictions for sid, v in results.videos.items()}  # every video of a sparse run has them
+    fractions = {sid: round(float(p.labelled.mean()), 6) for sid, p in modelled.items()}
+    frames = sum(len(p.frame_numbers) for p in modelled.values())
+    labelled = sum(int(p.labelled.sum()) for p in modelled.values())
     names = RunNames(csl_field, sparse=True)
     picks = []
     if budget != 0:

@@ -51,12 +51,7 @@ def prepare(samples, label_field, classes, spec: FeatureSpec, device=None) -> Pr
     backbone's runtime installed for it)."""
     raw = fcseq.read_raw_labels(samples, label_field)
     classes = fcseq.resolve_classes(raw, classes)
-    if spec.sparse_labels:  # every video, labelled or not
-        index = {c: i for i, c in enumerate(classes)}
-        full = [fcseq.VideoSequence(sid, path, fns, np.array([index[n] for n in names], dtype=np.int64))
-                for sid, path, fns, names in raw]  # fmt: skip
-    else:
-        full = fcseq.build_sequences(raw, classes)
+    full = fcseq.build_sequences(raw, classes, keep_empty=spec.sparse_labels)  # sparse: every video
     if spec.embeddings_field is None:
         if device is not None:
             resolve_runtime(spec.backbone_runtime, device)

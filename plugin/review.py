@@ -128,6 +128,12 @@ def _proximity(frame_numbers: np.ndarray, anchors, sigma: float) -> np.ndarray:
     return out
 
 
+def check_tag(tag) -> None:
+    """A tag to put on the selected frames' videos: None or a non-empty string."""
+    if tag is not None and (not isinstance(tag, str) or not tag):
+        raise CSLError(f"tag must be a non-empty string; got {tag!r}")
+
+
 def check_options(mode: str, lam: float, sigma: float, csl_weight: float) -> None:
     if mode not in MODES:
         raise CSLError(f"mode must be one of {MODES}, not {mode!r}")
@@ -358,8 +364,7 @@ def select_frames_for_review(
     frame_schema = dataset.get_frame_field_schema() or {}
     if reviewed_field is not None and reviewed_field.removeprefix("frames.") not in frame_schema:
         raise CSLError(f"reviewed_field: no frame field '{reviewed_field}'")
-    if tag is not None and (not isinstance(tag, str) or not tag):
-        raise CSLError(f"tag must be a non-empty string; got {tag!r}")
+    check_tag(tag)
 
     progress = StagedProgress(progress, {"features": 4, "uncertainty": 2, "select": 1, "write": 1})
     spec = FeatureSpec.from_dict(manifest.features)

@@ -129,13 +129,13 @@ def resolve_classes(raw, classes=None) -> list:
     return classes
 
 
-def build_sequences(raw, classes: list) -> list:
+def build_sequences(raw, classes: list, keep_empty: bool = False) -> list:
     """Turns raw labels into :class:`VideoSequence` objects (videos with no
-    labelled frame are dropped)."""
+    labelled frame are dropped unless ``keep_empty``)."""
     index = {c: i for i, c in enumerate(classes)}
     sequences = []
     for sid, path, fns, names in raw:
-        if len(fns) == 0:
+        if len(fns) == 0 and not keep_empty:
             continue
         labels = np.array([index[n] for n in names], dtype=np.int64)
         sequences.append(VideoSequence(sid, path, fns, labels))
