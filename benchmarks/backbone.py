@@ -38,13 +38,13 @@ COSINE_BOUND = 0.999
 
 
 def bikes_path() -> str:
-    from fiftyone_csl.plugin.demo import bikes_path
+    from fiftyone_csl.plugin.audit.demo import bikes_path
 
     return bikes_path()
 
 
 def decoded_frames(path: str, size: int) -> np.ndarray:
-    from fiftyone_csl.plugin.features import decode_frames
+    from fiftyone_csl.plugin.audit.features import decode_frames
 
     return np.stack([image for _, image in decode_frames(path, 1, size)])
 
@@ -86,7 +86,7 @@ def variants(quick: bool):
     encoders cut it into micro-batches of their own."""
     import torch
     from fiftyone_csl.models.backbones import BACKBONES, build_backbone
-    from fiftyone_csl.plugin import encoders
+    from fiftyone_csl.plugin.audit import encoders
 
     size = BACKBONES[BACKBONE].image_size
 
@@ -156,7 +156,7 @@ def _timed(fn) -> float:
 
 def end_to_end(runtime: str, overlap: bool, paths: list) -> dict:
     """The product's feature path over video files, no cache."""
-    from fiftyone_csl.plugin.features import FeatureStats, iter_backbone_features
+    from fiftyone_csl.plugin.audit.features import FeatureStats, iter_backbone_features
 
     stats = FeatureStats()
     started = time.perf_counter()
@@ -171,7 +171,7 @@ def end_to_end(runtime: str, overlap: bool, paths: list) -> dict:
 def main(quick: bool):
     import torch
     from fiftyone_csl.models.backbones import BACKBONES
-    from fiftyone_csl.plugin import encoders
+    from fiftyone_csl.plugin.audit import encoders
 
     repeats = 2 if quick else 3
     images = decoded_frames(bikes_path(), BACKBONES[BACKBONE].image_size)
@@ -265,7 +265,8 @@ def detection_check(seeds=(0, 1)):
     import detection
     import sources
     from fiftyone_csl import compute_csl_arrays
-    from fiftyone_csl.plugin import encoders, metrics
+    from fiftyone_csl.plugin.audit import encoders
+    from fiftyone_csl.plugin.core import metrics
 
     chosen = encoders.resolve_runtime("auto", "cpu")
     rows = []

@@ -46,8 +46,8 @@ sys.path.insert(0, HERE)
 import detection  # noqa: E402
 import sources  # noqa: E402
 from fiftyone_csl import compute_csl_arrays  # noqa: E402
-from fiftyone_csl.plugin import metrics  # noqa: E402
-from fiftyone_csl.plugin.fields import spread_to_labelled_frames  # noqa: E402
+from fiftyone_csl.plugin.core import metrics  # noqa: E402
+from fiftyone_csl.plugin.runs.fields import spread_to_labelled_frames  # noqa: E402
 
 CONDITION = {"demo": "r10", "hard": "three"}
 VIDEO_FPS = 25.0  # both sources are cut from bikes.mp4
@@ -95,9 +95,9 @@ def timed_audit(features, labels, classes, seed, **kwargs):
 def plain_training_seconds(features, labels, classes, seed) -> float:
     """One ordinary training run: the same head on every labelled frame."""
     import torch
-    from fiftyone_csl.plugin import train
-    from fiftyone_csl.plugin.record import Manifest
-    from fiftyone_csl.plugin.sequences import sequences_from_arrays
+    from fiftyone_csl.plugin.core import train
+    from fiftyone_csl.plugin.core.manifest import Manifest
+    from fiftyone_csl.plugin.core.sequences import sequences_from_arrays
 
     sequences = sequences_from_arrays(features, labels)
     config = train.TrainConfig(epochs=EPOCHS, cross_fit=False, seed=seed)

@@ -37,9 +37,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fiftyone_csl as fcsl  # noqa: E402
 import sources  # noqa: E402
-from fiftyone_csl.plugin import metrics  # noqa: E402
-from fiftyone_csl.plugin.corrupt import inject_into_sequences, inject_per_sequence  # noqa: E402
-from fiftyone_csl.plugin.scores import ALL_PEERS  # noqa: E402
+from fiftyone_csl.plugin.core import metrics  # noqa: E402
+from fiftyone_csl.plugin.core.corrupt import inject_into_sequences, inject_per_sequence  # noqa: E402
+from fiftyone_csl.plugin.core.scores import ALL_PEERS  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KINDS = ("mislabel", "disorder", "boundary")

@@ -32,7 +32,7 @@ STAGES = ("features", "train", "replay", "merge")
 WORKER = """
 import sys, time
 from fiftyone.operators.delegated import DelegatedOperationService
-from fiftyone_csl.plugin import fanout
+from fiftyone_csl.plugin.audit import fanout
 
 graph_id, dataset_name = sys.argv[1:3]
 service = DelegatedOperationService()
@@ -62,7 +62,7 @@ def main():
     os.symlink(os.path.dirname(HERE), os.path.join(plugins, "fiftyone-csl"))
     os.environ["FIFTYONE_PLUGINS_DIR"] = plugins
     import fiftyone_csl as fcsl
-    from fiftyone_csl.plugin.demo import build_demo_dataset
+    from fiftyone_csl.plugin.audit.demo import build_demo_dataset
 
     dataset = build_demo_dataset("csl-bench-fanout", overwrite=True, persistent=True)
     try:

@@ -42,11 +42,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import sources  # noqa: E402
 from fiftyone_csl import compute_csl_arrays  # noqa: E402
-from fiftyone_csl.plugin.metrics import segmentation_report  # noqa: E402
-from fiftyone_csl.plugin.record import Manifest  # noqa: E402
-from fiftyone_csl.plugin.replay import Replayer  # noqa: E402
-from fiftyone_csl.plugin.review import run_uncertainty, select_frames  # noqa: E402
-from fiftyone_csl.plugin.sequences import sequences_from_arrays  # noqa: E402
+from fiftyone_csl.plugin.core.manifest import Manifest  # noqa: E402
+from fiftyone_csl.plugin.core.metrics import segmentation_report  # noqa: E402
+from fiftyone_csl.plugin.core.replay import Replayer  # noqa: E402
+from fiftyone_csl.plugin.core.sequences import sequences_from_arrays  # noqa: E402
+from fiftyone_csl.plugin.review.queue import run_uncertainty, select_frames  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROUNDS = (1, 2, 4, 6, 8, 10)  # percent of the frames labelled after each round

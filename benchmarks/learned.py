@@ -38,9 +38,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fiftyone_csl as fcsl  # noqa: E402
 import sources  # noqa: E402
 from detection import CONDITIONS, KINDS, inject_per_video  # noqa: E402
-from fiftyone_csl.plugin import flags, metrics, simulation  # noqa: E402
-from fiftyone_csl.plugin.corrupt import inject_into_sequences  # noqa: E402
-from fiftyone_csl.plugin.scores import ALL_PEERS  # noqa: E402
+from fiftyone_csl.plugin.core import flags, metrics, simulation  # noqa: E402
+from fiftyone_csl.plugin.core.corrupt import inject_into_sequences  # noqa: E402
+from fiftyone_csl.plugin.core.scores import ALL_PEERS  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_RUNS = [("hard", "three"), ("hard", "three_weak"), ("demo", "r10"), ("demo", "weak")]

@@ -37,10 +37,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fiftyone_csl as fcsl  # noqa: E402
 import sources  # noqa: E402
-from fiftyone_csl.plugin.corrupt import inject_into_sequences  # noqa: E402
-from fiftyone_csl.plugin.record import Manifest  # noqa: E402
-from fiftyone_csl.plugin.review import run_uncertainty, select_frames  # noqa: E402
-from fiftyone_csl.plugin.sequences import sequences_from_arrays  # noqa: E402
+from fiftyone_csl.plugin.core.corrupt import inject_into_sequences  # noqa: E402
+from fiftyone_csl.plugin.core.manifest import Manifest  # noqa: E402
+from fiftyone_csl.plugin.core.sequences import sequences_from_arrays  # noqa: E402
+from fiftyone_csl.plugin.review.queue import run_uncertainty, select_frames  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KINDS = ("mislabel", "disorder", "boundary")

@@ -32,7 +32,7 @@ ACTIVITIES = ["Standing", "Walking", "Running", "Badminton"]
 
 def _demo_strong(runtime="auto"):
     """The demo videos' backbone features (computed by ``runtime``) and phases."""
-    from fiftyone_csl.plugin.encoders import resolve_runtime
+    from fiftyone_csl.plugin.audit.encoders import resolve_runtime
 
     runtime = resolve_runtime(runtime, "cpu")
     path = os.path.join(CACHE, f"demo_features_{runtime}.npz")
@@ -41,7 +41,7 @@ def _demo_strong(runtime="auto"):
             count = int(data["count"])
             return [data[f"x{i}"] for i in range(count)], [data[f"y{i}"] for i in range(count)]
     import fiftyone_csl as fcsl
-    from fiftyone_csl.plugin.demo import PHASES, build_demo_dataset
+    from fiftyone_csl.plugin.audit.demo import PHASES, build_demo_dataset
 
     dataset = build_demo_dataset(
         "csl-bench-clean", num_videos=24, mislabel_videos=0, disorder_videos=0, seed=0, overwrite=True, persistent=False

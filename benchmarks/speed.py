@@ -81,8 +81,8 @@ def _synthetic_run(run_dir, dim, num_checkpoints, half=False, model="transformer
     weights: replay costs the same whatever the weights)."""
     import torch
     from fiftyone_csl.models import build_head
-    from fiftyone_csl.plugin import train
-    from fiftyone_csl.plugin.record import Manifest
+    from fiftyone_csl.plugin.core import train
+    from fiftyone_csl.plugin.core.manifest import Manifest
 
     config = train.TrainConfig(model=model, epochs=num_checkpoints, half_checkpoints=half)
     classes = [str(i) for i in range(NUM_CLASSES)]
@@ -126,8 +126,8 @@ def child_matmul(size=2048, repeats=5):
 def child_replay(num_videos, frames, dim, num_checkpoints):
     import numpy as np
     import torch
-    from fiftyone_csl.plugin.replay import Replayer, replay_fold_naive
-    from fiftyone_csl.plugin.sequences import sequences_from_arrays
+    from fiftyone_csl.plugin.core.replay import Replayer, replay_fold_naive
+    from fiftyone_csl.plugin.core.sequences import sequences_from_arrays
     from torch.utils.flop_counter import FlopCounterMode
 
     features, labels, _ = _procedure_features(num_videos, frames, dim)
@@ -190,7 +190,7 @@ def child_writes(num_videos, frames):
     import fiftyone.core.odm as foo
     import numpy as np
     from bson import ObjectId
-    from fiftyone_csl.plugin.fields import write_frame_scores
+    from fiftyone_csl.plugin.runs.fields import write_frame_scores
     from pymongo import UpdateOne
 
     dataset = fo.Dataset()
@@ -278,9 +278,9 @@ def child_checkpoints():
 
 
 def child_features(seconds_of_video=None):
-    from fiftyone_csl.plugin.demo import bikes_path
-    from fiftyone_csl.plugin.encoders import LazyEncoder
-    from fiftyone_csl.plugin.features import FeatureStats, video_features
+    from fiftyone_csl.plugin.audit.demo import bikes_path
+    from fiftyone_csl.plugin.audit.encoders import LazyEncoder
+    from fiftyone_csl.plugin.audit.features import FeatureStats, video_features
 
     path = bikes_path()
     encoder = LazyEncoder("efficientnet-lite0", None, "cpu", "auto")
@@ -303,7 +303,7 @@ def child_audit(num_videos, frames, dim, epochs):
     import numpy as np
     import torch
     from fiftyone_csl import compute_csl_arrays
-    from fiftyone_csl.plugin.metrics import frame_auroc_ap
+    from fiftyone_csl.plugin.core.metrics import frame_auroc_ap
 
     torch.set_num_threads(torch.get_num_threads())
     features, labels, errors = _procedure_features(num_videos, frames, dim, seed=1, error_rate=0.05)
@@ -335,8 +335,8 @@ def child_audit(num_videos, frames, dim, epochs):
 
 def child_replay_scaling(num_videos, frames, dim, num_checkpoints):
     import torch
-    from fiftyone_csl.plugin.replay import Replayer
-    from fiftyone_csl.plugin.sequences import sequences_from_arrays
+    from fiftyone_csl.plugin.core.replay import Replayer
+    from fiftyone_csl.plugin.core.sequences import sequences_from_arrays
 
     features, labels, _ = _procedure_features(num_videos, frames, dim)
     sequences = sequences_from_arrays(features, labels)
@@ -359,8 +359,8 @@ def child_replay_scaling(num_videos, frames, dim, num_checkpoints):
 
 def child_train_epoch(num_videos, frames, dim, epochs=2):
     import torch
-    from fiftyone_csl.plugin import train
-    from fiftyone_csl.plugin.sequences import sequences_from_arrays
+    from fiftyone_csl.plugin.core import train
+    from fiftyone_csl.plugin.core.sequences import sequences_from_arrays
 
     features, labels, _ = _procedure_features(num_videos, frames, dim)
     sequences = sequences_from_arrays(features, labels)

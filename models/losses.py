@@ -1,5 +1,6 @@
 """Losses for training temporal heads."""
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -48,7 +49,6 @@ def mgw_weights(positions, labelled, sigma: float):
     ``sigma = 0`` gives 0 to every unlabelled frame (masking); ``sigma = inf``
     gives 1 (training on nearest-label interpolation).
     """
-    import numpy as np
 
     positions = np.asarray(positions, dtype=np.float64)
     labelled = np.asarray(labelled, dtype=bool)

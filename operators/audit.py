@@ -3,7 +3,7 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.steps import compute_csl
+from ..plugin.api import compute_csl
 from . import common
 
 

@@ -1,5 +1,7 @@
 """Form builders and helpers shared by the operators."""
 
+import inspect
+
 import fiftyone.core.fields as fof
 import fiftyone.core.labels as fol
 import fiftyone.operators as foo
@@ -7,9 +9,12 @@ import fiftyone.operators.types as types
 
 from ..models import HEADS
 from ..models.backbones import BACKBONES
-from ..plugin.encoders import RUNTIMES
-from ..plugin.record import list_csl_runs
-from ..plugin.scores import SCORES
+from ..plugin.audit.encoders import RUNTIMES, resolve_runtime
+from ..plugin.audit.plan import plan_audit
+from ..plugin.core.flags import resolve_threshold
+from ..plugin.core.scores import SCORES
+from ..plugin.core.train import TrainConfig
+from ..plugin.runs.record import get_run_config, list_csl_runs
 
 RUN_STORE = "csl_timeline"  # the execution store where the panel remembers the chosen run
 
@@ -128,7 +133,6 @@ FRAME_EPOCH_FOLDS_PER_S = 75_000.0
 def estimated_seconds(num_frames, epochs, folds, stride=1, backbone=True, fps=None) -> float:
     """A rough duration of an audit of ``num_frames`` video frames on a
     2-core CPU (cached features count as free; ``fps`` assumes 25 fps video)."""
-    from ..plugin.encoders import resolve_runtime
 
     scored = num_frames / max(1, stride) if not fps else num_frames * min(1.0, fps / 25.0)
     rate = BACKBONE_FPS[resolve_runtime("auto", "cpu")]
@@ -138,7 +142,7 @@ def estimated_seconds(num_frames, epochs, folds, stride=1, backbone=True, fps=No
 def scheduling_notice(ctx, inputs, seconds=None) -> None:
     """Tells the user when the App cannot schedule delegated runs, and how
     long an immediate run would take."""
-    import fiftyone as fo
+    import fiftyone as fo  # lazy: importing FiftyOne is slow
 
     if getattr(fo.config, "allow_legacy_orchestrators", True):
         return
@@ -169,8 +173,6 @@ def audit_estimate(ctx) -> float | None:
 
 def current_threshold(ctx, key):
     """The CSL threshold run ``key`` flags at now, or None."""
-    from ..plugin.flags import resolve_threshold
-    from ..plugin.record import get_run_config
 
     try:
         config = get_run_config(ctx.dataset, key)
@@ -212,9 +214,6 @@ def remembered_run(ctx):
 def engine_default(function, name):
     """The engine's default for ``name``: a keyword of ``function`` or a
     training setting. Forms show it; only the engine defines it."""
-    import inspect
-
-    from ..plugin.train import TrainConfig
 
     parameter = inspect.signature(function).parameters.get(name)
     if parameter is not None and parameter.default is not inspect.Parameter.empty:
@@ -223,7 +222,6 @@ def engine_default(function, name):
 
 
 def _audit_default(name):
-    from ..plugin.steps import plan_audit
 
     return engine_default(plan_audit, name)
 

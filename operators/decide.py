@@ -4,8 +4,8 @@ reviewed) and undo decisions."""
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.decisions import ACTIONS, review_segment, review_segments, suspect_segments, undo_review
-from ..plugin.record import get_run_config
+from ..plugin.review.decisions import ACTIONS, review_segment, review_segments, suspect_segments, undo_review
+from ..plugin.runs.record import get_run_config
 from . import common
 
 ACTION_LABELS = {

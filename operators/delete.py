@@ -3,7 +3,7 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.access import delete_csl_run
+from ..plugin.runs.access import delete_csl_run
 from . import common
 
 

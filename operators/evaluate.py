@@ -3,7 +3,7 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.evaluation import evaluate_detection
+from ..plugin.audit.evaluation import evaluate_detection
 from . import common
 
 

@@ -5,7 +5,7 @@ them; the part that finishes a stage queues the next)."""
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin import fanout
+from ..plugin.audit import fanout
 from . import common
 
 

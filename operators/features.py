@@ -4,8 +4,8 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ..models.backbones import BACKBONES
-from ..plugin.encoders import RUNTIMES
-from ..plugin.steps import compute_features
+from ..plugin.audit.encoders import RUNTIMES
+from ..plugin.audit.steps import compute_features
 from . import common
 
 

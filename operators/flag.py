@@ -3,7 +3,7 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.rescore import flag_errors
+from ..plugin.audit.rescore import flag_errors
 from . import common
 
 

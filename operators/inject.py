@@ -3,7 +3,8 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.corrupt import ERROR_TYPES, inject_errors
+from ..plugin.audit.inject import inject_errors
+from ..plugin.core.corrupt import ERROR_TYPES
 from . import common
 
 

@@ -4,7 +4,7 @@ propagate, and queue the next frames to label (APU)."""
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.labelling import label_actively
+from ..plugin.review.labelling import label_actively
 from . import common
 from .review import picks_table
 

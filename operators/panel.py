@@ -7,11 +7,14 @@ scores of fixed videos, and follow delegated runs."""
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.access import delegated_runs, load_csl_results
-from ..plugin.decisions import review_counts, review_segment, suspect_segments, undo_review
-from ..plugin.record import list_csl_runs
-from ..plugin.rescore import changed_videos, refresh_scores
-from ..plugin.utils import CSLError
+from ..plugin.audit.delegated import delegated_runs
+from ..plugin.audit.rescore import changed_videos, refresh_scores
+from ..plugin.core.errors import CSLError
+from ..plugin.review.decisions import review_segment, undo_review
+from ..plugin.review.reports import review_counts
+from ..plugin.review.segments import suspect_segments
+from ..plugin.runs.access import load_csl_results
+from ..plugin.runs.record import list_csl_runs
 from .common import RUN_STORE, remembered_run
 
 EMPTY_MESSAGE = (

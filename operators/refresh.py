@@ -4,7 +4,7 @@ checkpoints (no training)."""
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.rescore import changed_videos, refresh_scores
+from ..plugin.audit.rescore import changed_videos, refresh_scores
 from . import common
 
 

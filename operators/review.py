@@ -3,8 +3,8 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.record import RunNames
-from ..plugin.review import MODES, select_frames_for_review
+from ..plugin.review.queue import MODES, select_frames_for_review
+from ..plugin.runs.record import RunNames
 from . import common
 
 MODE_LABELS = {

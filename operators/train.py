@@ -3,7 +3,7 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.steps import train_checkpoints
+from ..plugin.api import train_checkpoints
 from . import common
 
 

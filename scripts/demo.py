@@ -10,8 +10,8 @@ import time
 
 import fiftyone as fo
 import fiftyone_csl as fcsl
-from fiftyone_csl.plugin import metrics
-from fiftyone_csl.plugin.demo import build_demo_dataset
+from fiftyone_csl.plugin.audit.demo import build_demo_dataset
+from fiftyone_csl.plugin.core import metrics
 
 
 def main():

@@ -36,7 +36,10 @@ def _after(module, name, count=1):
 
 
 def install(kill_at: str) -> None:
-    from fiftyone_csl.plugin import decisions, features, fields, pipeline, record, steps, train, writeback
+    from fiftyone_csl.plugin.audit import features, steps
+    from fiftyone_csl.plugin.core import stages as pipeline
+    from fiftyone_csl.plugin.core import train
+    from fiftyone_csl.plugin.runs import fields, store, writeback
 
     if kill_at == "features":  # the backbone has featurised the first video
         _after(features, "video_features")
@@ -45,21 +48,21 @@ def install(kill_at: str) -> None:
     elif kill_at == "replay":  # the first video's trajectory is saved
         _after(pipeline, "save_trajectory")
     elif kill_at == "promote":  # the new version exists, no journal yet
-        _after(record.RunStore, "promote")
+        _after(store.RunStore, "promote")
     elif kill_at == "write-back":  # the journal exists; the first score field is half the story
         _after(fields, "write_frame_scores")
     elif kill_at == "flags":  # the journal of a re-flag exists; no flag written yet
         fields.write_sample_values = lambda *args, **kwargs: _die()
     elif kill_at == "cleanup":  # everything written but the old version not yet removed
-        original = record.RunStore.cleanup
+        original = store.RunStore.cleanup
 
         def cleanup(self, keep=()):
             _die()
             return original(self, keep)
 
-        record.RunStore.cleanup = cleanup
+        store.RunStore.cleanup = cleanup
     elif kill_at == "decision":  # the decision's journal entry exists; no label changed yet
-        decisions._apply = lambda *args, **kwargs: _die()
+        writeback._apply_decision = lambda *args, **kwargs: _die()
     elif kill_at != "none":
         raise SystemExit(f"unknown kill point {kill_at}")
     del steps, writeback
@@ -83,7 +86,7 @@ def hold_commits(barrier):
     """Makes every commit wait, once it is ready, until ``barrier`` exists,
     so two processes commit at the same moment."""
     if barrier:
-        from fiftyone_csl.plugin import writeback
+        from fiftyone_csl.plugin.runs import writeback
 
         _hold(writeback, "commit", barrier)
 
@@ -92,9 +95,9 @@ def hold_decisions(barrier):
     """Makes a review decision wait, once it is about to write, until
     ``barrier`` exists."""
     if barrier:
-        from fiftyone_csl.plugin import decisions
+        from fiftyone_csl.plugin.runs import writeback
 
-        _hold(decisions, "_apply", barrier)
+        _hold(writeback, "_apply_decision", barrier)
 
 
 def main():

@@ -3,9 +3,12 @@ an isolated file area, and a small real dataset audited once for the tests
 that only read results.
 
 FiftyOne joins any FiftyOne database server already running on the machine
-(an open App, say) unless it is given a URI, so the tests start the bundled
-``mongod`` themselves and point ``FIFTYONE_DATABASE_URI`` at it; subprocesses
-the tests start inherit it.
+(an open App, say) unless it is given a URI, so the tests point
+``FIFTYONE_DATABASE_URI`` at a port of their own and start the bundled
+``mongod`` there before the first test that needs it; subprocesses the tests
+start inherit it. Tests of the numeric core (``tests/core/``) and of the
+house's shape (``test_layers.py``, ``test_docs.py``) need no database: a
+run of only those starts none.
 """
 
 import atexit
@@ -26,10 +29,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+_PORT = _free_port()
+_MONGOD = []
+
+
 def _start_mongod():
     spec = importlib.util.find_spec("fiftyone")  # without importing it: it would connect
     mongod = os.path.join(os.path.dirname(spec.origin), "db", "bin", "mongod")
-    port = _free_port()
+    port = _PORT
     dbpath = os.path.join(_WORK, "db")
     os.makedirs(dbpath)
     log = open(os.path.join(_WORK, "mongod.log"), "w")
@@ -54,10 +61,11 @@ def _start_mongod():
         shutil.rmtree(_WORK, ignore_errors=True)
 
     atexit.register(stop)
-    return f"mongodb://127.0.0.1:{port}"
+    _MONGOD.append(proc)
 
 
-os.environ["FIFTYONE_DATABASE_URI"] = _start_mongod()
+atexit.register(shutil.rmtree, _WORK, True)
+os.environ["FIFTYONE_DATABASE_URI"] = f"mongodb://127.0.0.1:{_PORT}"
 os.environ.setdefault("FIFTYONE_CSL_DIR", os.path.join(_WORK, "csl"))
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
@@ -73,10 +81,35 @@ os.environ["FIFTYONE_PLUGINS_DIR"] = os.path.join(_WORK, "plugins")
 import pytest  # noqa: E402
 from _common import FAST, SMALL  # noqa: E402
 
+NO_DATABASE = ("test_layers.py", "test_docs.py")
+# subprocesses (kills, two processes, workers), the App in Chromium, the
+# wheel in a fresh venv, and runs that train twice (the simulation)
+SLOW = ("test_app_browser.py", "test_concurrency.py", "test_delegated.py", "test_fanout.py", "test_faults.py",
+        "test_packaging.py", "test_simulation.py", "test_stateful.py")  # fmt: skip
+
+
+def _needs_database(item) -> bool:
+    path = str(item.path)
+    return not (os.sep + "core" + os.sep in path or os.path.basename(path) in NO_DATABASE)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if _needs_database(item):
+            item.add_marker(pytest.mark.database)
+        if os.path.basename(str(item.path)) in SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if _needs_database(item) and not _MONGOD:
+        _start_mongod()
+
 
 @pytest.fixture(scope="session")
 def small_demo():
-    from fiftyone_csl.plugin.demo import build_demo_dataset
+    from fiftyone_csl.plugin.audit.demo import build_demo_dataset
 
     return build_demo_dataset("pytest-small-demo", overwrite=True, **SMALL)
 

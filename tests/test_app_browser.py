@@ -291,7 +291,7 @@ def test_every_segment_is_decided_with_one_click_each(app, page):
 def test_flag_errors_with_a_new_threshold_changes_the_counts(app, page):
     base, dataset = app
     _open(page, f"{base}/datasets/{dataset.name}")
-    from fiftyone_csl.plugin.access import load_videos
+    from fiftyone_csl.plugin.runs.access import load_videos
 
     before = dataset.count("csl_errors.detections")
     # a threshold at which the run's scores give another number of segments

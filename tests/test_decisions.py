@@ -12,6 +12,7 @@ import time
 import fiftyone_csl as fcsl
 import pytest
 from _common import snapshot
+from fiftyone_csl.plugin.runs.record import operator_uri
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -189,6 +190,7 @@ def _child(dataset, kill_at, kwargs, env=None):
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_a_decision_killed_after_its_journal_is_finished_by_the_next_call(reviewable):
     before = labels_of(reviewable)
     row = with_suggestion(reviewable)[0]
@@ -209,6 +211,7 @@ def test_a_decision_killed_after_its_journal_is_finished_by_the_next_call(review
     assert labels_of(reviewable) == before
 
 
+@pytest.mark.slow
 def test_two_processes_deciding_at_once_write_one_at_a_time_and_lose_nothing(reviewable, tmp_path):
     rows = fcsl.suspect_segments(reviewable, "csl")
     per_video = {}
@@ -239,7 +242,7 @@ def test_two_processes_deciding_at_once_write_one_at_a_time_and_lose_nothing(rev
 def test_review_operators_decide_one_segment_or_all_and_undo(reviewable):
     import fiftyone.operators as foo
 
-    uri = "@fiftyone-csl/csl/"
+    uri = operator_uri("")
     before = labels_of(reviewable)
     row = with_suggestion(reviewable)[0]
     review, undo = foo.get_operator(uri + "review_segment"), foo.get_operator(uri + "undo_review")

@@ -8,6 +8,7 @@ import sys
 import fiftyone.operators as foo
 from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionRunState
+from fiftyone_csl.plugin.runs.record import operator_uri
 
 WORKER = (
     "from fiftyone.operators.delegated import DelegatedOperationService as Service; "
@@ -17,7 +18,7 @@ WORKER = (
 
 def test_queued_audit_runs_in_a_worker_process(scratch):
     scratch.persistent = True  # the worker opens it by name
-    audit = foo.get_operator("@fiftyone-csl/csl/audit_video_labels")
+    audit = foo.get_operator(operator_uri("audit_video_labels"))
     queued = audit(scratch, "frames.phase", csl_field="dg", embeddings_field="emb", epochs=5, folds=2, delegate=True)
     assert queued.delegated
     service = DelegatedOperationService()
@@ -60,7 +61,7 @@ def test_replay_shards_run_by_two_workers_write_every_video_once(scratch):
     scratch.persistent = True
     fcsl.train_checkpoints(scratch, "phase", "sh", embeddings_field="emb", epochs=3, folds=2)
     frames_before = scratch.count("frames")
-    replay = foo.get_operator("@fiftyone-csl/csl/replay_checkpoints")
+    replay = foo.get_operator(operator_uri("replay_checkpoints"))
     out = replay(scratch, "sh", shards=4, peer_scores=["aum"])
     assert out.result["queued_shards"] == 4
     service = DelegatedOperationService()
@@ -82,7 +83,7 @@ def test_replay_shards_run_by_two_workers_write_every_video_once(scratch):
     assert scratch.count("frames") == frames_before  # no frame created or duplicated
     assert scratch.count("frames.sh") == scratch.count("frames.phase")
     assert scratch.count("frames.sh_aum") == scratch.count("frames.phase")
-    from fiftyone_csl.plugin.record import get_run_config, load_manifest
+    from fiftyone_csl.plugin.runs.record import get_run_config, load_manifest
 
     manifest = load_manifest(scratch, get_run_config(scratch, "sh"))  # verified against the run record
     assert sorted(manifest.trajectories) == sorted(scratch.values("id"))

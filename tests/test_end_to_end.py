@@ -4,7 +4,7 @@ import fiftyone_csl as fcsl
 import numpy as np
 import pytest
 from _common import FAST
-from fiftyone_csl.plugin import metrics
+from fiftyone_csl.plugin.core import metrics
 
 # Each error frame shows one shot while labelled as another: an
 # ImageNet-feature model scores such frames near-perfectly (the demo measures

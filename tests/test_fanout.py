@@ -12,8 +12,8 @@ import fiftyone_csl as fcsl
 import numpy as np
 import pytest
 from _common import snapshot
-from fiftyone_csl.plugin.record import get_run_config, load_manifest
-from fiftyone_csl.plugin.utils import CSLError
+from fiftyone_csl.plugin.core.errors import CSLError
+from fiftyone_csl.plugin.runs.record import get_run_config, load_manifest
 
 SETTINGS = dict(epochs=3, folds=2, seed=5, peer_scores=["aum"])
 
@@ -21,7 +21,7 @@ SETTINGS = dict(epochs=3, folds=2, seed=5, peer_scores=["aum"])
 WORKER = """
 import sys, time
 from fiftyone.operators.delegated import DelegatedOperationService
-from fiftyone_csl.plugin import fanout
+from fiftyone_csl.plugin.audit import fanout
 
 graph_id, dataset_name = sys.argv[1:3]
 service = DelegatedOperationService()

@@ -13,7 +13,7 @@ import fiftyone_csl as fcsl
 import numpy as np
 import pytest
 import torch
-from fiftyone_csl.plugin.record import get_run_config, load_manifest
+from fiftyone_csl.plugin.runs.record import get_run_config, load_manifest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = dict(label_field="phase", csl_field="k", embeddings_field="emb", epochs=3, folds=2, seed=1)
@@ -126,7 +126,7 @@ def _scores(results):
 
 
 def test_a_killed_training_resumes_and_gives_the_same_checkpoints(scratch, caplog, monkeypatch):
-    from fiftyone_csl.plugin import train
+    from fiftyone_csl.plugin.core import train
 
     scratch.persistent = True
     kwargs = dict(TINY, epochs=4, seed=5)

@@ -5,11 +5,11 @@ stride, and bad feature options fail before anything is written."""
 import numpy as np
 import pytest
 from _common import FAST, snapshot
-from fiftyone_csl.plugin import encoders
-from fiftyone_csl.plugin import features as fcf
-from fiftyone_csl.plugin.demo import bikes_path
-from fiftyone_csl.plugin.options import FeatureSpec
-from fiftyone_csl.plugin.utils import CSLError
+from fiftyone_csl.plugin.audit import encoders
+from fiftyone_csl.plugin.audit import features as fcf
+from fiftyone_csl.plugin.audit.demo import bikes_path
+from fiftyone_csl.plugin.audit.options import FeatureSpec
+from fiftyone_csl.plugin.core.errors import CSLError
 
 
 def _cosine(a, b):

@@ -4,8 +4,8 @@ import fiftyone as fo
 import fiftyone_csl as fcsl
 import numpy as np
 from _common import FAST
-from fiftyone_csl.plugin import metrics
-from fiftyone_csl.plugin.corrupt import segments_of
+from fiftyone_csl.plugin.core import metrics
+from fiftyone_csl.plugin.core.corrupt import segments_of
 
 
 def test_temporal_detections_labels(scratch):

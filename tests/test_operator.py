@@ -4,24 +4,20 @@ import fiftyone.operators as foo
 import fiftyone_csl as fcsl
 import numpy as np
 import pytest
+from fiftyone_csl.operators import OPERATORS as OPERATOR_CLASSES
+from fiftyone_csl.plugin.runs.record import operator_uri
 
-URI = "@fiftyone-csl/csl/"
-OPERATORS = [
-    "audit_video_labels",
-    "compute_frame_features",
-    "train_checkpoints",
-    "replay_checkpoints",
-    "flag_errors",
-    "evaluate_detection",
-    "inject_errors",
-    "select_frames_for_review",
-    "label_actively",
-    "refresh_scores",
-    "review_segment",
-    "undo_review",
-    "delete_csl_run",
-    "run_audit_part",
-]
+URI = operator_uri("")
+
+
+def _declared():
+    """The operators and panels the plugin declares in fiftyone.yml."""
+    import os
+    import re
+
+    text = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fiftyone.yml")).read()
+    blocks = re.findall(r"^(\w+):\n((?:  - .+\n)+)", text, re.M)
+    return {key: re.findall(r"^  - (\S+)", block, re.M) for key, block in blocks}
 
 
 def _ok(result):
@@ -29,10 +25,14 @@ def _ok(result):
     return result.result
 
 
-def test_every_operator_and_the_panel_are_registered():
-    for name in OPERATORS:
+def test_every_operator_and_the_panel_are_registered_as_fiftyone_yml_declares():
+    declared = _declared()
+    names = sorted(cls().config.name for cls in OPERATOR_CLASSES)
+    assert names == sorted(declared["operators"] + declared["panels"])
+    for name in declared["operators"]:
         assert foo.get_operator(URI + name).config.name == name
-    assert foo.get_operator(URI + "csl_timeline").config.surfaces == "modal"
+    for name in declared["panels"]:
+        assert foo.get_operator(URI + name).config.surfaces == "modal"
 
 
 def test_operators_inject_audit_flag_evaluate_delete(scratch):

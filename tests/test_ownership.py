@@ -7,8 +7,8 @@ import fiftyone as fo
 import fiftyone_csl as fcsl
 import numpy as np
 import pytest
-from fiftyone_csl.plugin import pipeline
-from fiftyone_csl.plugin.record import get_run_config
+from fiftyone_csl.plugin.core import stages as pipeline
+from fiftyone_csl.plugin.runs.record import get_run_config
 
 TINY = dict(embeddings_field="emb", epochs=2, folds=2, seed=1)
 

@@ -8,9 +8,9 @@ import torch
 from _common import snapshot
 from fiftyone_csl.models import build_head
 from fiftyone_csl.models.losses import mgw_weights
-from fiftyone_csl.plugin.review import mc_dropout_uncertainty, resolve_budget, select_frames
-from fiftyone_csl.plugin.sequences import nearest_labelled, sequences_from_arrays
-from fiftyone_csl.plugin.utils import CSLError
+from fiftyone_csl.plugin.core.errors import CSLError
+from fiftyone_csl.plugin.core.sequences import nearest_labelled, sequences_from_arrays
+from fiftyone_csl.plugin.review.queue import mc_dropout_uncertainty, resolve_budget, select_frames
 
 
 def _frames(*lengths):

@@ -1,0 +1,240 @@
+"""The audit over plain sequences, with no FiftyOne: folds, checkpointed
+training, replay, scores and suspect segments.
+
+:func:`compute_csl_arrays` is the public face; the FiftyOne steps
+(:mod:`fiftyone_csl.plugin.steps`) run the same functions on sequences read
+from a dataset.
+"""
+
+import logging
+import os
+
+import numpy as np
+
+from . import dynamics
+from . import flags as fcflags
+from . import scores as fcscores
+from . import sequences as fcseq
+from . import train as fctrain
+from .errors import CSLError
+from .manifest import Manifest
+from .replay import Replayer, load_trajectory
+from .results import Predictions, VideoScores
+from .utils import atomic_save_npz
+
+logger = logging.getLogger(__name__)
+
+UNSEEN_CLASS = "unseen_class"
+ERROR_PROB = "error_prob"
+"""The score the simulation's detector writes (``frames.<key>_error_prob``)."""
+
+
+def check_peer_scores(peer_scores, fiftyone: bool = True) -> list:
+    """The peer score names without ``"csl"``; unknown names raise."""
+    if isinstance(peer_scores, str) or not isinstance(peer_scores, (list, tuple)):
+        raise CSLError(f"peer_scores must be a list of names; got {peer_scores!r}")
+    known = set(fcscores.SCORES) | ({"mistakenness"} if fiftyone else set())
+    unknown = sorted(set(peer_scores) - known - {"csl"})
+    if unknown:
+        extra = "" if fiftyone else " ('mistakenness' needs a FiftyOne collection)"
+        raise CSLError(f"unknown peer score(s) {unknown}; choose from {sorted(known)}{extra}")
+    return [p for p in dict.fromkeys(peer_scores) if p != "csl"]
+
+
+def check_folds(sequences: list, fold_members: list, config, classes: list) -> tuple:
+    """Checks that every fold can train, before any training.
+
+    Raises :class:`CSLError` if a fold's training part has fewer than 2
+    frames or 2 classes. Returns ``(fold_classes, warnings)``: the class
+    indices each fold trains on, and a warning for every class some fold
+    never sees (its frames in that fold's videos cannot be scored out of
+    fold and are marked ``unseen_class`` instead of flagged as errors).
+    """
+    by_id = {s.sample_id: s for s in sequences}
+    fold_classes, warnings = [], []
+    for k in range(len(fold_members)):
+        train_ids = fctrain.training_ids(fold_members, k, config.cross_fit)
+        frames = sum(len(fcseq.given_labels(by_id[i])) for i in train_ids)
+        seen = sorted({int(c) for i in train_ids for c in np.unique(fcseq.given_labels(by_id[i]))})
+        if frames < 2 or len(seen) < 2:
+            raise CSLError(
+                f"fold {k} would train on {frames} frame(s) of {len(seen)} class(es) (videos {train_ids}); "
+                "each fold needs at least 2 frames of 2 classes: use fewer folds, more videos, or cross_fit=False"
+            )
+        fold_classes.append(seen)
+        scored = {int(c) for i in fold_members[k] for c in np.unique(fcseq.given_labels(by_id[i]))}
+        for c in sorted(scored - set(seen)):
+            warnings.append(
+                f"class '{classes[c]}' appears only in videos of fold {k}: its frames there cannot be scored "
+                "out of fold and are marked 'unseen_class' (label more videos with it, or use cross_fit=False)"
+            )
+    for w in warnings:
+        logger.warning(w)
+    return fold_classes, warnings
+
+
+def train_into(run_dir, manifest: Manifest, sequences, config, progress, device, save_progress=False,
+               folds=None) -> Manifest:  # fmt: skip
+    """Trains the folds of ``manifest`` (``folds``: their indices, default
+    all) into ``run_dir``, resuming the checkpoints it already lists; with
+    ``save_progress`` the manifest is saved after every epoch, so a killed
+    call can resume. ``sequences`` must hold the training videos of those
+    folds (others may be missing)."""
+    by_id = {s.sample_id: s for s in sequences}
+    on_epoch = (lambda: manifest.save(run_dir)) if save_progress else None
+    folds = range(len(manifest.folds)) if folds is None else folds
+    with progress.stage("train", config.epochs * len(folds), "epochs") as stage:
+        for k in folds:
+            train_set = [by_id[i] for i in fctrain.training_ids(manifest.folds, k, config.cross_fit)]
+            fctrain.train_fold(
+                train_set, manifest.in_dim, len(manifest.classes), config, run_dir, k, manifest, device, stage, on_epoch
+            )
+    manifest.checkpoint_bytes_per_epoch = manifest.checkpoint_bytes(run_dir)
+    return manifest
+
+
+def replay_and_score(run_dir, manifest: Manifest, sequences, device, precision, progress, threshold, peer_scores):
+    """Replays the videos one at a time and scores each as it comes.
+
+    Each video in a fold is replayed by that fold's checkpoints (all of them
+    in one stacked pass); a video in no fold (new since training) by every
+    fold's, averaged. Each trajectory goes to ``run_dir`` as soon as it
+    exists and is recorded in ``manifest``; the returned results read
+    trajectories back from disk, so memory holds one video's at a time.
+
+    Returns ``{sample_id: VideoScores}`` in the order of ``sequences``.
+    """
+    route = manifest.fold_router()
+    # one fold after another, then new videos: each fold's stack loads once
+    ordered = sorted(sequences, key=lambda s: (len(route(s.sample_id)), route(s.sample_id)))
+    replayer = Replayer(run_dir, manifest, device, precision)
+    os.makedirs(os.path.join(run_dir, "trajectories"), exist_ok=True)
+    videos = {}
+    with progress.stage("replay", sum(len(s) for s in sequences), "frames") as stage:
+        for s in ordered:
+            folds = route(s.sample_id)
+            replayer.keep_only(folds)
+            trajectory = replayer.trajectory(s, folds)
+            path = save_trajectory(run_dir, manifest, s, trajectory)
+            videos[s.sample_id] = score_video(
+                s.sample_id, s.frame_numbers, s.labels, trajectory, manifest, folds, threshold, peer_scores, path,
+                s.labelled,
+            )  # fmt: skip
+            stage.update(len(s))
+    return {s.sample_id: videos[s.sample_id] for s in sequences}
+
+
+def save_trajectory(run_dir, manifest: Manifest, sequence, trajectory) -> str:
+    relpath = f"trajectories/{sequence.sample_id}.npz"
+    path = os.path.join(run_dir, relpath)
+    atomic_save_npz(
+        path,
+        frame_numbers=sequence.frame_numbers,
+        labels=sequence.labels,
+        loss=trajectory.loss,
+        margin=trajectory.margin,
+        final_probs=trajectory.final_probs,
+        mean_probs=trajectory.mean_probs,
+        **({} if sequence.labelled is None else {"labelled": np.asarray(sequence.labelled, dtype=bool)}),
+    )
+    manifest.record_file(run_dir, relpath)
+    manifest.trajectories[sequence.sample_id] = relpath
+    return path
+
+
+def score_video(
+    sample_id, frame_numbers, labels, trajectory, manifest, folds, threshold, peer_scores, path=None, labelled=None
+):  # fmt: skip
+    """Scores and suspect segments of one video; keeps the trajectory in
+    memory only when it has no file ``path``.
+
+    With ``labelled`` (sparse labels: True where a frame carries a label),
+    only those frames are scored and flagged (a loss against no given label
+    says nothing), and ``predictions`` keeps the class of every frame.
+
+    A segment whose given label the scoring checkpoints (those of ``folds``)
+    never trained on is typed ``unseen_class``: its high loss says nothing
+    about the label."""
+    predictions = None
+    if labelled is not None:
+        labelled = np.asarray(labelled, dtype=bool)
+        probs = trajectory.final_probs
+        predictions = Predictions(frame_numbers, probs.argmax(1), probs.max(1).astype(np.float32), labelled)
+        index = np.flatnonzero(labelled)
+        frame_numbers, labels, trajectory = frame_numbers[index], labels[index], trajectory.take(index)
+    names = ["csl", *[p for p in peer_scores if p in fcscores.SCORES]]
+    scores = fcscores.compute_scores(trajectory, names, labels)
+    bad = [n for n, v in scores.items() if not np.isfinite(v).all()]
+    if bad:
+        raise CSLError(f"scores {bad} of {sample_id} are not finite; nothing was written")
+    segments = flag_video(sample_id, frame_numbers, labels, scores["csl"], trajectory.mean_probs, manifest, folds,
+                          threshold)  # fmt: skip
+    return VideoScores(
+        sample_id, frame_numbers, labels, scores, segments, path, None if path else trajectory, None, predictions
+    )
+
+
+def flag_video(sample_id, frame_numbers, labels, csl, mean_probs, manifest, folds, threshold) -> list:
+    """Suspect segments of one video at ``threshold``; a segment whose given
+    label the scoring checkpoints (those of ``folds``) never trained on is
+    typed ``unseen_class``."""
+    segments = fcflags.suspect_segments(sample_id, frame_numbers, labels, csl, mean_probs, manifest.classes, threshold)
+    unseen = {manifest.classes[c] for c in manifest.unseen_classes(folds)}
+    for segment in segments:
+        if segment.given_label in unseen:
+            segment.error_type = UNSEEN_CLASS
+    return segments
+
+
+def score_file(sample_id, path, manifest: Manifest, folds, threshold, peer_scores) -> VideoScores:
+    """:func:`score_video` of a (verified) trajectory file."""
+    with np.load(path) as data:
+        frame_numbers, labels = data["frame_numbers"], data["labels"]
+        labelled = data["labelled"] if "labelled" in data.files else None
+    trajectory = load_trajectory(path, labelled_only=False)
+    return score_video(
+        sample_id, frame_numbers, labels, trajectory, manifest, folds, threshold, peer_scores, path, labelled
+    )
+
+
+def score_from_files(run_dir, manifest: Manifest, sample_ids, threshold, peer_scores) -> dict:
+    """``{sample_id: VideoScores}`` of ``sample_ids`` from a run version's
+    trajectory files (each verified against the manifest)."""
+    route = manifest.fold_router()
+    videos = {}
+    for sid in sample_ids:
+        relpath = manifest.trajectories.get(sid)
+        if relpath is None:
+            continue
+        path = manifest.verified_path(run_dir, relpath)
+        videos[sid] = score_file(sid, path, manifest, route(sid), threshold, peer_scores)
+        learned = load_error_prob(run_dir, manifest, sid)
+        if learned is not None:
+            videos[sid].scores[ERROR_PROB], videos[sid].error_kind = learned
+    return videos
+
+
+def save_error_probs(run_dir, manifest: Manifest, videos: dict, sim) -> None:
+    """Stores each video's error probability and kind beside its trajectory
+    (``error_probs/<sample_id>.npz``, listed and hashed in the manifest) and
+    the simulation's report in the manifest."""
+    os.makedirs(os.path.join(run_dir, "error_probs"), exist_ok=True)
+    for sid, prob in sim.error_prob.items():
+        relpath = f"error_probs/{sid}.npz"
+        kind = np.asarray(
+            [dynamics.KINDS.index(k) if k in dynamics.KINDS else -1 for k in sim.error_kind[sid]], dtype=np.int8
+        )
+        atomic_save_npz(os.path.join(run_dir, relpath), error_prob=prob, error_kind=kind)
+        manifest.record_file(run_dir, relpath)
+        manifest.error_probs[sid] = relpath
+    manifest.simulation = sim.report
+
+
+def load_error_prob(run_dir, manifest: Manifest, sample_id):
+    """``(error_prob, error_kind)`` of a video from a run version, or None."""
+    relpath = manifest.error_probs.get(sample_id)
+    if relpath is None:
+        return None
+    with np.load(manifest.verified_path(run_dir, relpath)) as data:
+        kinds = np.array([dynamics.KINDS[k] if k >= 0 else "" for k in data["error_kind"]], dtype=object)
+        return data["error_prob"], kinds

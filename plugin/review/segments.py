@@ -1,0 +1,118 @@
+"""Suspect segments as rows, with their review state: what the queue, the
+panel and the reports read. Reads only."""
+
+from ..core.errors import CSLError
+from ..runs import writeback
+from ..runs.record import RunNames, get_run_config
+
+EXPORT_COLUMNS = (
+    "sample_id", "filepath", "first_frame", "last_frame", "error_type", "given_label", "suggested_label",
+    "suggested_boundary", "mean_csl", "max_csl", "segment_id", "review", "reviewed_at", "queue_rank",
+)  # fmt: skip
+
+
+def suspect_table(samples, csl_field: str = "csl") -> list:
+    """The suspect segments of run ``csl_field`` on ``samples`` as rows (dicts
+    with :data:`EXPORT_COLUMNS`), worst (highest mean CSL) first: what an
+    annotation team needs to fix them."""
+    dataset = samples._dataset
+    writeback.ensure_consistent(dataset, csl_field)
+    names = RunNames.of(get_run_config(dataset, csl_field))
+    ids, paths, detections = samples.values(["id", "filepath", f"{names.errors_field}.detections"])
+    rows = []
+    for sid, path, dets in zip(ids, paths, detections):
+        for d in dets or []:
+            rows.append(
+                dict(
+                    sample_id=sid, filepath=path, first_frame=int(d.support[0]), last_frame=int(d.support[1]),
+                    error_type=d.label, given_label=d["given_label"], suggested_label=d["suggested_label"],
+                    suggested_boundary=d["suggested_boundary"], mean_csl=round(float(d["mean_csl"]), 4),
+                    max_csl=round(float(d["max_csl"]), 4), segment_id=d.id,
+                )
+            )  # fmt: skip
+    return sorted(rows, key=lambda r: -r["mean_csl"])
+
+
+ORDERS = ("csl", "queue")
+
+
+def decision_docs(dataset, names, sample_ids=None) -> list:
+    """Every decision of the run (dicts with ``previous_labels``), oldest first."""
+    if not dataset.has_field(names.decisions_field):
+        return []
+    view = dataset if sample_ids is None else dataset.select(list(sample_ids))
+    ids, dets = view.values(["id", f"{names.decisions_field}.detections"])
+    out = []
+    for sid, ds in zip(ids, dets):
+        for d in ds or []:
+            out.append(doc_of(sid, d))
+    return sorted(out, key=lambda d: (d["decided_at"], d["decision_id"]))
+
+
+def doc_of(sample_id, d) -> dict:
+    keys = ("error_type", "given_label", "suggested_label", "new_label", "mean_csl", "decided_at",
+            "previous_labels", "changed_frames")  # fmt: skip
+    doc = dict(decision_id=d.id, decision=d.label, sample_id=sample_id, first=int(d.support[0]), last=int(d.support[1]))
+    doc.update({k: getattr(d, k, None) for k in keys})
+    return doc
+
+
+def suspect_segments(samples, csl_field: str = "csl", order: str = "csl", include_reviewed: bool = True,
+                     _docs=None) -> list:  # fmt: skip
+    """The suspect segments of run ``csl_field`` on ``samples`` with their
+    review state, as rows (dicts: ``sample_id``, ``filepath``,
+    ``first_frame``, ``last_frame``, ``error_type``, ``given_label``,
+    ``suggested_label``, ``suggested_boundary``, ``mean_csl``, ``max_csl``,
+    ``segment_id``, ``review`` (the newest decision covering the segment, or
+    None), ``reviewed_at``, ``queue_rank`` (the best review-queue priority
+    among its frames, or None)).
+
+    Args:
+        order ("csl"): ``"csl"`` (highest mean CSL first) or ``"queue"``
+            (the review queue's order, then CSL)
+        include_reviewed (True): False leaves out decided segments
+    """
+    if order not in ORDERS:
+        raise CSLError(f"order must be one of {ORDERS}; got {order!r}")
+    dataset = samples._dataset
+    if _docs is None:
+        ensure_consistent(dataset, csl_field)
+    config = get_run_config(dataset, csl_field)
+    names = RunNames.of(config)
+    rows = suspect_table(samples, csl_field)
+    docs = _docs if _docs is not None else (decision_docs(dataset, names, {r["sample_id"] for r in rows})
+                                            if names.decisions else [])  # fmt: skip
+    by_video = {}
+    for d in docs:
+        by_video.setdefault(d["sample_id"], []).append(d)
+    ranks = {}
+    if names.review and rows:
+        ids, numbers, prios = dataset.select(list({r["sample_id"] for r in rows})).values(
+            ["id", "frames.frame_number", f"frames.{names.review_priority_field}"]
+        )
+        ranks = {
+            sid: {int(f): p for f, p in zip(ns or [], ps or []) if p is not None}
+            for sid, ns, ps in zip(ids, numbers, prios)
+        }
+    out = []
+    for r in rows:
+        covering = [
+            d for d in by_video.get(r["sample_id"], ())
+            if d["first"] <= r["last_frame"] and r["first_frame"] <= d["last"]
+        ]  # fmt: skip
+        r["review"] = covering[-1]["decision"] if covering else None
+        r["reviewed_at"] = covering[-1]["decided_at"] if covering else None
+        inside = [p for f, p in ranks.get(r["sample_id"], {}).items() if r["first_frame"] <= f <= r["last_frame"]]
+        r["queue_rank"] = min(inside) if inside else None
+        if include_reviewed or not r["review"]:
+            out.append(r)
+    if order == "queue":
+        out.sort(key=lambda r: (r["queue_rank"] is None, r["queue_rank"] or 0, -r["mean_csl"]))
+    return out
+
+
+def ensure_consistent(dataset, run_key) -> None:
+    """Finishes a half-done commit or decision and reloads the dataset, so
+    decisions made by other processes (the App's server, a worker) are seen."""
+    dataset.reload()
+    writeback.ensure_consistent(dataset, run_key)

@@ -1,0 +1,431 @@
+"""Every change to a dataset's contents: committing a run, a review decision
+or its undo, and a review queue, through one journal.
+
+With its parts (:mod:`~fiftyone_csl.plugin.runs.fields` for field values,
+:mod:`~fiftyone_csl.plugin.runs.views`, :mod:`~fiftyone_csl.plugin.runs.peers`)
+this is the only code that writes to a dataset; deleting and copying a whole
+run is :mod:`~fiftyone_csl.plugin.runs.access`'s, through the same lock.
+
+The journal is one database collection, with at most one entry per run key
+and kind (a commit, a decision): an entry is saved before the first write
+it describes, and every call on the key finishes what a dead process left
+(:func:`recover`: the commit first, then the decision).
+
+A commit makes a complete, verified run version current and writes its
+fields, views and run record, in this order, all under the dataset lock:
+
+1. roll forward any commit of this run that a dead process left half done;
+2. promote the staging folder to a new version (replays and shards first
+   take in the current version's files, so concurrent shards merge);
+3. write a journal entry to the database naming the new version and what to
+   write; from here on the new run is the current one;
+4. apply the journal: remove what the old run owned and the new one does
+   not, register the run, write scores, flags and views, save the summary;
+5. delete the journal entry and every version but the new one.
+
+A process killed before step 3 leaves the previous run as it was (its files
+are deleted only at step 5); one killed after it leaves a journal entry that
+the next call on the run applies again (every step of 4 can be repeated).
+Loading a run never needs the journal: the run record names a complete
+version at every moment.
+"""
+
+import logging
+import os
+from dataclasses import asdict
+
+import numpy as np
+from bson import ObjectId
+
+from ..core import flags as fcflags
+from ..core.errors import CSLError
+from ..core.manifest import Manifest
+from ..core.stages import score_from_files
+from . import fields as fcfields
+from . import labels as fclabels
+from . import peers as fcpeers
+from . import views as fcviews
+from .labels import strip_frames_prefix
+from .locks import dataset_lock
+from .record import METHOD, RunNames, load_manifest, run_kwargs, unowned_outputs
+from .store import RunStore
+
+logger = logging.getLogger(__name__)
+
+JOURNAL = "fiftyone_csl_journal"
+
+
+def journal():
+    """The database collection of journal entries: one per run key and kind
+    (a half-done commit, a half-done review decision)."""
+    import fiftyone.core.odm as foo  # lazy: importing FiftyOne is slow
+
+    return foo.get_db_conn()[JOURNAL]
+
+
+# the kinds of journal entry, in the order a recovery finishes them
+JOURNAL_KINDS = ("commit", "decision")
+
+
+def _journal_id(dataset, run_key, kind: str = "commit"):
+    base = f"{dataset._doc.id}:{run_key}"
+    return base if kind == "commit" else f"{base}:{kind}"
+
+
+def pending(dataset, run_key) -> bool:
+    ids = [_journal_id(dataset, run_key, kind) for kind in JOURNAL_KINDS]
+    return journal().find_one({"_id": {"$in": ids}}, {"_id": 1}) is not None
+
+
+def recover(dataset, run_key) -> bool:
+    """Applies the journal entries a dead process left for ``run_key``: a
+    commit first, then a review decision. Call under the dataset lock.
+    Returns True if there was one."""
+    found = False
+    entry = journal().find_one({"_id": _journal_id(dataset, run_key)})
+    if entry is not None:
+        logger.warning("finishing the commit of run '%s' that an earlier process left half done", run_key)
+        _apply(dataset, entry)
+        found = True
+    entry = journal().find_one({"_id": _journal_id(dataset, run_key, "decision")})
+    if entry is not None:
+        _apply_decision(dataset, entry)
+        found = True
+    return found
+
+
+def ensure_consistent(dataset, run_key) -> None:
+    """Finishes a half-done commit or decision of ``run_key``, if any
+    (taking the lock)."""
+    if pending(dataset, run_key):
+        with dataset_lock(dataset):
+            recover(dataset, run_key)
+
+
+def commit(
+    dataset,
+    store: RunStore,
+    staging: str | None,
+    manifest: Manifest | None,
+    names: RunNames,
+    *,
+    state: str,
+    threshold,
+    video_ids: list,
+    replace: bool,
+    previous: dict | None = None,
+    before_journal=None,
+    videos: dict | None = None,
+    flags_only: bool = False,
+    **extra,
+):
+    """Makes ``staging`` (or, if None, the current version) the run's
+    current version and writes its outputs for ``video_ids``.
+
+    Args:
+        manifest: the staging folder's manifest (None with neither staging
+            nor ``replace``: the current version is kept as it is)
+        replace: a new run (train, audit, overwrite); else a replay or a
+            re-flag, merged into the current version, whose review queue and
+            warnings it keeps unless given
+        previous: ``{"files"}`` of the version a replay started from: the
+            commit refuses if the checkpoints changed meanwhile
+        before_journal: called under the lock before the journal entry (for
+            writes that are not the run's, such as a requested embeddings field)
+        videos: the scored videos in memory (else read back from the files)
+        flags_only: the scores are unchanged; write only the flags (a new
+            threshold)
+        extra: more run-config entries (``review``, ``warnings``)
+    """
+    with dataset_lock(dataset):
+        recover(dataset, names.key)
+        current = None
+        if dataset.has_run(names.key):
+            config = dataset.get_run_info(names.key).config
+            if getattr(config, "method", None) != METHOD:
+                raise CSLError(f"run key '{names.key}' belongs to another kind of run")
+            current = config
+        if not replace:
+            if current is None:
+                raise CSLError(f"run '{names.key}' was deleted while this call ran; nothing was written")
+            manifest = _merge(dataset, store, staging, manifest, current, previous)
+        elif staging is not None:  # checked before the work; checked again now it is under the lock
+            taken = unowned_outputs(dataset, names, RunNames.of(current) if current is not None else None)
+            if taken:
+                raise CSLError(
+                    f"run '{names.key}' would write into {taken}, which it does not own; nothing was written"
+                )
+        version = store.promote(staging) if staging is not None else current.run_dir
+        if staging is not None and videos is not None:  # the trajectories moved with their folder
+            for v in videos.values():
+                if v.trajectory_path is not None:
+                    v.trajectory_path = os.path.join(version, os.path.relpath(v.trajectory_path, staging))
+        manifest_sha = manifest.save(version) if staging is not None else current.manifest_sha256
+        if before_journal is not None:
+            before_journal()
+        for name in ("review", "warnings"):
+            extra.setdefault(name, getattr(current, name, None) if not replace and current else None)
+        # review decisions hold the history of the labels they changed: a new run keeps them too
+        extra.setdefault("decisions", getattr(current, "decisions", None) if current else None)
+        if extra["review"]:
+            names = names.with_review()
+        if extra["decisions"]:
+            names = names.with_decisions()
+        entry = dict(
+            _id=_journal_id(dataset, names.key),
+            run=run_kwargs(names, state, version, manifest_sha, manifest, threshold=threshold, **extra),
+            old_names=asdict(RunNames.of(current)) if current is not None else None,
+            old_review_tag=(getattr(current, "review", None) or {}).get("tag") if replace and current else None,
+            video_ids=list(video_ids),
+            flags_only=flags_only,
+            keep_evaluation=not replace,
+        )
+        journal().replace_one({"_id": entry["_id"]}, entry, upsert=True)
+        _apply(dataset, entry, videos)
+    return version
+
+
+def _merge(dataset, store, staging, manifest, current, previous) -> Manifest:
+    """A replay's manifest merged with the current version's: its new
+    trajectories over everything the current version holds."""
+    now = load_manifest(dataset, current)
+    if previous is not None:
+        ours = {k: v for k, v in previous["files"].items() if not k.startswith("trajectories/")}
+        theirs = {k: v for k, v in now.files.items() if not k.startswith("trajectories/")}
+        if ours != theirs:
+            raise CSLError(f"run '{current.csl_field}' was retrained while this replay ran; nothing was written")
+    if staging is None:
+        return now
+    new = set(manifest.trajectories.values())
+
+    def keep(rel):  # a replay drops the simulation's error probabilities (they belong to the labels it saw)
+        return rel not in new and not rel.startswith("error_probs/")
+
+    store.inherit(staging, current.run_dir, now, keep=keep)
+    for sid, rel in now.trajectories.items():
+        if sid not in manifest.trajectories:
+            manifest.trajectories[sid] = rel
+            manifest.files[rel] = now.files[rel]
+    for rel, sha in now.files.items():
+        if keep(rel):
+            manifest.files.setdefault(rel, sha)
+    return manifest
+
+
+def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
+    """Step 4 and 5 of a commit; every step can be repeated."""
+    run = entry["run"]
+    names = RunNames(
+        run["csl_field"], tuple(run["peer_scores"]), bool(run.get("review")), bool(run.get("decisions")),
+        bool((run.get("features") or {}).get("sparse_labels")),
+    )  # fmt: skip
+    old = RunNames(**entry["old_names"]) if entry.get("old_names") else None
+    previous_results = _stored_summary(dataset, names.key) if entry.get("keep_evaluation") else {}
+    if old is not None:
+        stale = [p for p in old.paths() if p not in names.paths()]
+        fcfields.delete_outputs(dataset, stale)
+        fcviews.delete_views(dataset, [v for v in old.views() if v not in names.views()])
+        if "mistakenness" in old.peer_scores and "mistakenness" not in names.peer_scores:
+            fcpeers.delete_brain_outputs(dataset, old.brain_key)
+    if entry.get("old_review_tag"):
+        untag_review(dataset, entry["old_review_tag"], run["label_field"])
+    config = dataset.init_run(**run)
+    if dataset.has_run(names.key):
+        dataset.update_run_config(names.key, config)
+    else:
+        dataset.register_run(names.key, config)
+    manifest = Manifest.load(run["run_dir"], run["manifest_sha256"])
+    threshold = fcflags.resolve_threshold(run["threshold"], len(manifest.classes))
+    ids = entry["video_ids"]
+    if ids:
+        if videos is None:
+            videos = score_from_files(run["run_dir"], manifest, ids, threshold, names.peer_scores)
+        if entry.get("flags_only"):
+            write_flags(dataset, names, videos)
+        else:
+            samples = dataset.select(ids)
+            add_mistakenness(samples, names, run["label_field"], videos, manifest.classes)
+            write_scores(samples, names, run["label_field"], videos, manifest.classes)
+    if run["state"] == "scored":
+        fcviews.save_views(dataset, names, threshold)
+    save_summary(dataset, names.key, manifest, run, previous_results.get("evaluation"))
+    journal().delete_one({"_id": entry["_id"]})
+    RunStore.of(config).cleanup(keep=[run["run_dir"]])
+
+
+def untag_review(dataset, tag: str, label_field: str) -> None:
+    dataset.untag_labels(tag, label_fields=[fcfields.label_path(dataset, label_field)])
+    dataset.untag_samples(tag)
+
+
+def add_mistakenness(samples, names: RunNames, label_field, videos: dict, classes: list) -> None:
+    """fiftyone-brain writes its own field; its values join the results."""
+    if "mistakenness" not in names.peer_scores:
+        return
+    values = fcpeers.brain_mistakenness(samples, names, label_field, videos, classes)
+    for sid, video in videos.items():
+        video.scores["mistakenness"] = values[sid]
+
+
+def write_scores(samples, names: RunNames, label_field: str, videos: dict, classes: list) -> None:
+    """Scores on every labelled frame (frames between sampled ones take the
+    nearest sampled value), per-video summaries and flags."""
+    dataset = samples._dataset
+    raw = fclabels.read_raw_labels(samples, label_field)
+    labelled = {sid: fns for sid, _, fns, _ in raw}
+    for name in ["csl", *[p for p in names.peer_scores if p != "mistakenness"]]:
+        per_sample = {}
+        for sid, v in videos.items():
+            if name not in v.scores or not len(v.frame_numbers):  # error_prob the simulation did not see; no label
+                continue
+            numbers = labelled.get(sid)
+            if numbers is None or not len(numbers):
+                numbers = v.frame_numbers
+            per_sample[sid] = (numbers, fcfields.spread_to_labelled_frames(v.frame_numbers, v.scores[name], numbers))
+        if per_sample:
+            fcfields.write_frame_scores(dataset, names.score_field(name), per_sample)
+        if name == "csl":
+            fcfields.write_sample_values(
+                dataset, names.max_field, {s: float(x.max()) for s, (_, x) in per_sample.items()}
+            )
+            fcfields.write_sample_values(
+                dataset, names.mean_field, {s: float(x.mean()) for s, (_, x) in per_sample.items()}
+            )
+    write_flags(dataset, names, videos)
+    if names.sparse:
+        fcfields.write_predictions(dataset, names, videos, classes)
+
+
+def write_flags(dataset, names: RunNames, videos: dict) -> None:
+    fcfields.write_sample_values(
+        dataset, names.errors_field, {sid: fcfields.suspect_detections(v.segments) for sid, v in videos.items()}
+    )
+
+
+def _stored_summary(dataset, run_key) -> dict:
+    try:
+        results = dataset.load_run_results(run_key, cache=False)
+    except Exception:  # a new run has no results yet
+        return {}
+    return {} if results is None else {k: getattr(results, k, None) for k in ("evaluation",)}
+
+
+def save_summary(dataset, run_key, manifest: Manifest, run: dict, evaluation=None) -> None:
+    """Stores the run's counts, read from its files and fields."""
+    scored = dataset.exists(f"{run_key}_max")
+    segments = scored.count(f"{run_key}_errors.detections") if run["state"] == "scored" else 0
+    counts = dict(
+        labelled_fraction=dict(manifest.labelled_fraction) or None,
+        num_videos=len(manifest.trajectories),
+        num_scored_frames=int(sum(_frames_of(manifest, run["run_dir"], rel) for rel in manifest.trajectories.values())),
+        num_segments=int(segments),
+        warnings=list(run.get("warnings") or []),
+    )
+    dataset.save_run_results(
+        run_key, dataset.init_run_results(run_key, evaluation=evaluation, **counts), overwrite=True
+    )
+
+
+def _frames_of(manifest, run_dir, relpath) -> int:
+    with np.load(os.path.join(run_dir, relpath)) as data:
+        return int(data["labelled"].sum()) if "labelled" in data.files else len(data["frame_numbers"])
+
+
+def write_decision(dataset, csl_field, op, names, label_field, decision) -> None:
+    """Saves a review decision (``op="apply"``) or its undo as the run's
+    journal entry, then writes it. Call under the dataset lock."""
+    if op == "apply":  # the run record claims the decisions' names before their first value is written
+        config = dataset.get_run_info(csl_field).config
+        if not getattr(config, "decisions", None):
+            config.decisions = True
+            config.fields, config.views = names.fields(), names.views()
+            dataset.update_run_config(csl_field, config)
+    entry = dict(
+        _id=_journal_id(dataset, csl_field, "decision"), op=op, names=asdict(names), label_field=label_field,
+        decision=decision,
+    )  # fmt: skip
+    journal().replace_one({"_id": entry["_id"]}, entry, upsert=True)
+    _apply_decision(dataset, entry)
+
+
+def _apply_decision(dataset, entry: dict) -> None:
+    """Writes a journaled decision (or its undo); every step can be repeated."""
+    import fiftyone as fo  # lazy: importing FiftyOne is slow
+
+    names = RunNames(**{**entry["names"], "peer_scores": tuple(entry["names"]["peer_scores"])})
+    d = entry["decision"]
+    first, last = d["first"], d["last"]
+    field = strip_frames_prefix(entry["label_field"])
+    undo = entry["op"] == "undo"
+    targets = {}
+    if undo:
+        targets = {f: d["previous_labels"][f - first] for f in d["changed_frames"] or []}
+    elif d["new_label"] is not None:
+        targets = {f: d["new_label"] for f in d["changed_frames"] or []}
+    sample = dataset[d["sample_id"]]
+    for f, value in targets.items():
+        frame = sample.frames[f]
+        if frame[field] is not None and value is not None:
+            frame[field].label = value
+    stored = sample[names.decisions_field] if sample.has_field(names.decisions_field) else None
+    dets = list(stored.detections) if stored is not None else []
+    dets = [x for x in dets if x.id != d["decision_id"]]
+    if not undo:
+        dets.append(
+            fo.TemporalDetection(
+                _id=ObjectId(d["decision_id"]), label=d["decision"], support=[first, last],
+                **{k: d[k] for k in ("error_type", "given_label", "suggested_label", "new_label", "mean_csl",
+                                     "decided_at", "previous_labels", "changed_frames")},
+            )
+        )  # fmt: skip
+    sample[names.decisions_field] = fo.TemporalDetections(detections=dets)
+    sample.save()
+    _sync_frame_states(dataset, names, d["sample_id"], dets)
+    journal().delete_one({"_id": entry["_id"]})
+
+
+def _sync_frame_states(dataset, names, sample_id, dets) -> None:
+    """``frames.<key>_decision`` of one video from its decisions (newest wins)."""
+    numbers = dataset.select(sample_id).values("frames.frame_number")[0] or []
+    state = {int(f): None for f in numbers}
+    for d in sorted(dets, key=lambda x: (x["decided_at"], x.id)):
+        for f in range(int(d.support[0]), int(d.support[1]) + 1):
+            if f in state:
+                state[f] = d.label
+    dataset.set_values(f"frames.{names.decision_frame_field}", {sample_id: state}, key_field="id")
+
+
+def write_review_queue(
+    dataset, csl_field, names: RunNames, label_field, review: dict, picks: list, description
+) -> None:
+    """Replaces run ``csl_field``'s review queue: the frames' priorities
+    (``picks``, most urgent first), the first rank per video, the tag of
+    the queued frames and samples (``review["tag"]``) and the saved view."""
+    from fiftyone import ViewField as F  # lazy: importing FiftyOne is slow
+
+    with dataset_lock(dataset):
+        recover(dataset, csl_field)
+        config = dataset.get_run_info(csl_field).config  # as it is now, under the lock
+        previous = getattr(config, "review", None)
+        if previous and previous.get("tag"):
+            untag_review(dataset, previous["tag"], label_field)
+        fcfields.delete_outputs(dataset, [f"frames.{names.review_priority_field}", names.review_first_field])
+        per_video = {}
+        for rank, (sid, number) in enumerate(picks, 1):
+            per_video.setdefault(sid, {})[int(number)] = rank
+        # the run record claims the names before their first value is written
+        config.review = review
+        config.fields, config.views = names.fields(), names.views()
+        dataset.update_run_config(csl_field, config)
+        dataset.set_values(f"frames.{names.review_priority_field}", per_video, key_field="id")
+        dataset.set_values(
+            names.review_first_field, {sid: min(r.values()) for sid, r in per_video.items()}, key_field="id"
+        )
+        # frames a reviewer has decided leave the queue as the decisions are written
+        queued = (F(names.review_priority_field) != None) & (F(names.decision_frame_field) == None)  # noqa: E711
+        queue = dataset.match_frames(queued).sort_by(names.review_first_field)
+        tag = review.get("tag")
+        if tag:
+            queue.tag_labels(tag, label_fields=[fcfields.label_path(dataset, label_field)])
+            queue.tag_samples(tag)
+        dataset.save_view(names.review_view, queue, overwrite=True, description=description)
