@@ -29,7 +29,8 @@ def test_a_built_wheel_registers_as_a_plugin_with_every_operator(tmp_path):
     _run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", site, str(tmp_path / wheel)])
 
     plugins = tmp_path / "plugins"
-    env = dict(os.environ, FIFTYONE_PLUGINS_DIR=str(plugins))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the wheel, not a checkout on the path
+    env["FIFTYONE_PLUGINS_DIR"] = str(plugins)
     out = _run([python, "-m", "fiftyone_csl", "register"], env=env, cwd=tmp_path)
     assert "registered" in out
     listing = _run(

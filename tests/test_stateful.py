@@ -12,6 +12,7 @@ Hypothesis drives it (``RuleBasedStateMachine``); a failure it finds is
 kept below as a regression test with its steps.
 """
 
+import collections
 import hashlib
 import os
 
@@ -52,6 +53,7 @@ class RunsInUse(RuleBasedStateMachine):
     """One dataset, two run keys, a user who also has fields, tags and views."""
 
     base = None  # the audited dataset the examples clone, set by the test
+    ran = collections.Counter()  # rules that did their work, over every example
 
     @initialize()
     def start(self):
@@ -73,6 +75,8 @@ class RunsInUse(RuleBasedStateMachine):
         self.expected = _labels(self.dataset)
         self.decisions = []  # (key, decision_id, {(sid, frame): label it replaced})
         self.scored = set()
+        self.audits = 0
+        self.audit("s", False)  # every sequence starts from an audited run
 
     def teardown(self):
         if getattr(self, "dataset", None) is None:
@@ -83,12 +87,15 @@ class RunsInUse(RuleBasedStateMachine):
 
     # --- what users do -------------------------------------------------------------------
 
+    @precondition(lambda self: self.audits < 3)  # the costly step: a few per sequence
     @rule(key=st.sampled_from(KEYS), overwrite=st.booleans())
     def audit(self, key, overwrite):
+        self.ran["audit"] += 1
+        self.audits += 1
         try:
             fcsl.compute_csl(self.dataset, "phase", key, overwrite=overwrite, progress=False, **TRAIN)
-        except CSLError:
-            assert key in self.scored and not overwrite
+        except CSLError as e:  # an existing run without overwrite, or a name an injection took
+            assert (key in self.scored and not overwrite) or "no run of this key created" in str(e), e
             return
         self.scored.add(key)
         # a new audit of a key keeps the decisions it had (the labels stay as decided)
@@ -96,6 +103,7 @@ class RunsInUse(RuleBasedStateMachine):
     @precondition(lambda self: self.scored)
     @rule(data=st.data(), threshold=st.sampled_from(["auto", 0.5, 1.5]))
     def reflag(self, data, threshold):
+        self.ran["reflag"] += 1
         key = data.draw(st.sampled_from(sorted(self.scored)))
         fcsl.flag_errors(self.dataset, key, threshold=threshold)
 
@@ -122,6 +130,7 @@ class RunsInUse(RuleBasedStateMachine):
             replaced[(row["sample_id"], f)] = before[(row["sample_id"], f)]
             self.expected[(row["sample_id"], f)] = decision["new_label"]
         self.decisions.append((key, decision["decision_id"], replaced))
+        self.ran["decide"] += 1
 
     @precondition(lambda self: self.decisions)
     @rule()
@@ -133,15 +142,24 @@ class RunsInUse(RuleBasedStateMachine):
             return  # refused: nothing may have changed (the invariant checks it)
         self.decisions.pop()
         self.expected.update(replaced)
+        self.ran["undo"] += 1
+
+    @precondition(lambda self: self.decisions)
+    @rule()
+    def undo_again(self):  # undo is drawn as often as a decision
+        self.undo()
 
     @precondition(lambda self: self.scored)
     @rule(data=st.data())
     def refresh(self, data):
+        self.ran["refresh"] += 1
         key = data.draw(st.sampled_from(sorted(self.scored)))
         fcsl.refresh_scores(self.dataset, key, progress=False)
 
+    @precondition(lambda self: self.ran["inject"] < 40)
     @rule(kind=st.sampled_from(["mislabel", "disorder", "boundary"]), into=st.sampled_from(["phase_bad", "s", "emb"]))
     def inject(self, kind, into):
+        self.ran["inject"] += 1
         try:
             fcsl.inject_errors(self.dataset, "phase", into, kinds=[kind], rate=0.2, seed=1, overwrite=True)
         except CSLError:
@@ -150,6 +168,7 @@ class RunsInUse(RuleBasedStateMachine):
     @precondition(lambda self: self.scored)
     @rule(data=st.data(), tag=st.sampled_from([None, "review", USER_TAG]))
     def queue(self, data, tag):
+        self.ran["queue"] += 1
         key = data.draw(st.sampled_from(sorted(self.scored)))
         try:
             fcsl.select_frames_for_review(self.dataset, key, budget=2, tag=tag, passes=2, progress=False)
@@ -159,6 +178,7 @@ class RunsInUse(RuleBasedStateMachine):
     @precondition(lambda self: self.scored)
     @rule(data=st.data())
     def delete(self, data):
+        self.ran["delete"] += 1
         key = data.draw(st.sampled_from(sorted(self.scored)))
         fcsl.delete_csl_run(self.dataset, key)
         self.scored.discard(key)
@@ -194,9 +214,13 @@ class RunsInUse(RuleBasedStateMachine):
 def test_random_sequences_of_run_operations_keep_every_promise(scratch):
     RunsInUse.base = scratch
     settings_ = settings(
-        max_examples=4, stateful_step_count=8, deadline=None, derandomize=True,
+        max_examples=8, stateful_step_count=12, deadline=None, derandomize=True,
         suppress_health_check=list(HealthCheck),
     )  # fmt: skip
     test = RunsInUse.TestCase
     test.settings = settings_
+    RunsInUse.ran.clear()
     test().runTest()
+    # the sequences did exercise decisions on audited runs, not only refusals
+    assert RunsInUse.ran["audit"] and RunsInUse.ran["decide"] and RunsInUse.ran["undo"], dict(RunsInUse.ran)
+    print("rules run:", dict(RunsInUse.ran))

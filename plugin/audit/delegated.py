@@ -1,6 +1,8 @@
 """FiftyOne delegated operations of this plugin: queueing one, and listing
 the ones queued (what the App schedules and `fiftyone delegated launch` runs)."""
 
+from bson import ObjectId
+
 from ..runs.record import operator_uri
 
 
@@ -54,3 +56,20 @@ def delegated_runs(samples, limit: int = 20) -> list:
         )  # fmt: skip
     out.sort(key=lambda r: r["queued_at"] or "", reverse=True)
     return out[:limit]
+
+
+def failed_operation(operation_ids: list) -> str | None:
+    """The error of the first failed delegated operation among ``operation_ids``."""
+    from fiftyone.operators.delegated import DelegatedOperationService  # lazy: importing FiftyOne is slow
+    from fiftyone.operators.executor import ExecutionRunState  # lazy: importing FiftyOne is slow
+
+    service = DelegatedOperationService()
+    for op_id in operation_ids:
+        try:
+            op = service.get(ObjectId(op_id))
+        except Exception:  # deleted by the user: not a failure of the graph
+            continue
+        if op is not None and op.run_state == ExecutionRunState.FAILED:
+            error = getattr(op.result, "error", None) or "failed"
+            return f"{op.label}: {str(error).strip().splitlines()[-1]}"
+    return None

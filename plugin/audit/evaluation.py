@@ -11,8 +11,8 @@ from ..core.simulation import estimated_precision
 from ..core.stages import ERROR_PROB, check_peer_scores
 from ..runs.access import load_videos
 from ..runs.locks import dataset_lock
+from ..runs.outputs import save_summary
 from ..runs.record import get_run_config, load_manifest
-from ..runs.writeback import save_summary
 
 
 def evaluate_detection(

@@ -41,7 +41,7 @@ from ..core.stages import replay_and_score, score_file, train_into
 from ..core.utils import StagedProgress, atomic_write_json, balanced_groups
 from ..runs.locks import run_lock
 from ..runs.record import operator_uri
-from .delegated import queue_delegated
+from .delegated import failed_operation, queue_delegated
 from .plan import plan_audit
 from .prepare import attach_features
 from .steps import commit_audit
@@ -143,34 +143,20 @@ def audit_graph(graph_id: str) -> dict:
     lacks the plugin, say) fails the graph here, with FiftyOne's error.
     """
     doc = get_graph(graph_id)
+    if doc["state"] == "running" and not _dataset_exists(doc["dataset_id"]):
+        cancel_graph(graph_id, state="failed", error=f"dataset '{doc['dataset_name']}' was deleted")
+        doc = get_graph(graph_id)
     if doc["state"] == "running":
-        failed = _failed_operation(doc.get("operations", []))
+        failed = failed_operation(doc.get("operations", []))
         if failed is not None:
             _collection().update_one(
                 {"_id": graph_id, "state": "running"},
                 {"$set": {"state": "failed", "error": failed, "finished": _now()}},
             )
-            shutil.rmtree(doc["folder"], ignore_errors=True)
+            _remove_folder(doc["folder"])
             doc = get_graph(graph_id)
     keys = ("_id", "run_key", "state", "error", "counts", "done", "seconds", "created", "finished", "operations")
     return {k: doc.get(k) for k in keys}
-
-
-def _failed_operation(operation_ids: list) -> str | None:
-    """The error of the first failed delegated operation among ``operation_ids``."""
-    from fiftyone.operators.delegated import DelegatedOperationService  # lazy: importing FiftyOne is slow
-    from fiftyone.operators.executor import ExecutionRunState  # lazy: importing FiftyOne is slow
-
-    service = DelegatedOperationService()
-    for op_id in operation_ids:
-        try:
-            op = service.get(ObjectId(op_id))
-        except Exception:  # deleted by the user: not a failure of the graph
-            continue
-        if op is not None and op.run_state == ExecutionRunState.FAILED:
-            error = getattr(op.result, "error", None) or "failed"
-            return f"{op.label}: {str(error).strip().splitlines()[-1]}"
-    return None
 
 
 def get_graph(graph_id: str) -> dict:
@@ -180,13 +166,19 @@ def get_graph(graph_id: str) -> dict:
     return doc
 
 
-def cancel_graph(graph_id: str) -> None:
+def _dataset_exists(dataset_id: str) -> bool:
+    import fiftyone.core.odm as foo  # lazy: importing FiftyOne is slow
+
+    return foo.get_db_conn().datasets.find_one({"_id": ObjectId(dataset_id)}, {"_id": 1}) is not None
+
+
+def cancel_graph(graph_id: str, state: str = "cancelled", error: str | None = None) -> None:
     """Stops a graph: its parts still queued are removed from FiftyOne's
     queue, parts already running find it stopped when they finish, and its
     folder is removed. The dataset and the run's current version are
     untouched."""
     doc = _collection().find_one_and_update(
-        {"_id": graph_id, "state": "running"}, {"$set": {"state": "cancelled", "finished": _now()}}
+        {"_id": graph_id, "state": "running"}, {"$set": {"state": state, "error": error, "finished": _now()}}
     )
     if doc is None:
         return
@@ -201,7 +193,13 @@ def cancel_graph(graph_id: str) -> None:
                 service.delete_operation(ObjectId(op_id))
         except Exception:  # already deleted by the user
             continue
-    shutil.rmtree(doc["folder"], ignore_errors=True)
+    _remove_folder(doc["folder"])
+
+
+def _remove_folder(folder: str) -> None:
+    """Removes a graph's own folder (``.fanout-<id>`` in its run's folder), never a link planted there."""
+    if os.path.basename(folder).startswith(".fanout-") and os.path.isdir(folder) and not os.path.islink(folder):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_part(samples, graph_id: str, stage: str, index: int, progress=None, delegation_target=None) -> str | None:

@@ -5,6 +5,7 @@ cached on disk, keyed by the video file's sha256, the backbone and the stride,
 so a second run (or a second run key) on the same files decodes nothing.
 """
 
+import hashlib
 import logging
 import os
 import threading
@@ -107,6 +108,32 @@ def check_decodable(paths: list) -> None:
             raise CSLError(f"no frame could be decoded from {path}")
 
 
+def _digest(frame_numbers, features) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(frame_numbers, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(features, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def _read_cache(cache_file: str):
+    """``(frame_numbers, features)`` from a cache file whose contents match
+    the sha256 stored with them, else None: a file that fails to load, was
+    altered or was written by an older version is computed again (and
+    replaced), never used as it is."""
+    if not os.path.isfile(cache_file):
+        return None
+    try:
+        with np.load(cache_file) as cached:
+            numbers, features = cached["frame_numbers"], cached["features"]
+            stored = str(cached["sha256"]) if "sha256" in cached.files else None
+    except Exception as e:  # a truncated, zeroed or foreign file
+        logger.warning("feature cache %s does not load (%s); computing the features again", cache_file, e)
+        return None
+    if stored != _digest(numbers, features):
+        logger.warning("feature cache %s does not match its checksum; computing the features again", cache_file)
+        return None
+    return numbers, features
+
+
 def _cache_path(cache_dir, file_hash, backbone, stride, weights_path, runtime="torch"):
     tag = backbone if weights_path is None else f"{backbone}-custom"
     if runtime != "torch":  # features agree within a cosine of 0.999, not bit for bit
@@ -200,10 +227,10 @@ def video_features(
     cache_file = None
     if cache_dir is not None:
         cache_file = _cache_path(cache_dir, sha256_file(path), backbone, stride, weights_path, runtime)
-        if os.path.exists(cache_file):
+        cached = _read_cache(cache_file)
+        if cached is not None:
             stats.cached_videos += 1
-            with np.load(cache_file) as cached:
-                return cached["frame_numbers"], cached["features"]
+            return cached
     if hasattr(encoder, "build"):  # a LazyEncoder: its setup is not the backbone's rate
         started = time.perf_counter()
         encoder.build()
@@ -225,7 +252,8 @@ def video_features(
     features = np.concatenate(chunks).astype(np.float32)
     if cache_file is not None:
         os.makedirs(os.path.dirname(cache_file), exist_ok=True)
-        atomic_save_npz(cache_file, frame_numbers=frame_numbers, features=features)
+        atomic_save_npz(cache_file, frame_numbers=frame_numbers, features=features,
+                        sha256=_digest(frame_numbers, features))  # fmt: skip
     return frame_numbers, features
 
 

@@ -7,6 +7,8 @@ from ..core.errors import CSLError
 from ..runs import fields as fcfields
 from ..runs.labels import label_field_kind, strip_frames_prefix
 from ..runs.locks import dataset_lock
+from ..runs.record import runs_owning
+from .prepare import check_collection
 
 
 def inject_errors(
@@ -36,6 +38,7 @@ def inject_errors(
     """
     import fiftyone as fo  # lazy: importing FiftyOne is slow
 
+    check_collection(samples)  # not a clips or frames view, whose samples are not the dataset's videos
     dataset = samples._dataset
     if label_field_kind(samples, label_field) != "frames":
         raise CSLError("inject_errors works on a frame-level Classification field")
@@ -51,9 +54,19 @@ def inject_errors(
     name = strip_frames_prefix(label_field)
     if name in (out_field, error_field):
         raise CSLError("out_field and error_field must differ from label_field")
-    existing = [f for f in (out_field, error_field) if f in (dataset.get_frame_field_schema() or {})]
+    for f in (out_field, error_field):
+        owners = runs_owning(dataset, f"frames.{f}")
+        if owners:
+            raise CSLError(f"frames.{f} belongs to run '{owners[0]}'; choose another field (nothing was written)")
+        if f in dataset.get_field_schema():
+            raise CSLError(f"{f} is a sample field of the dataset; choose another name (nothing was written)")
+    schema = dataset.get_frame_field_schema() or {}
+    existing = [f for f in (out_field, error_field) if f in schema]
     if existing and not overwrite:
         raise CSLError(f"frames.{existing} exist; pass overwrite=True to replace them")
+    for f in existing:  # overwrite replaces only what an injection could have written
+        if getattr(schema[f], "document_type", None) is not fo.Classification:
+            raise CSLError(f"frames.{f} is not a Classification field; it is never replaced (nothing was written)")
 
     ids, fns, labels = samples.values(["id", "frames.frame_number", f"frames.{name}.label"])
     classes = sorted({label for video in labels for label in video or [] if label is not None})

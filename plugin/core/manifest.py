@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import CSLError
-from .utils import sha256_file
+from .utils import atomic_file, sha256_file
 
 # the name every run of fiftyone-csl carries, in its manifest and its FiftyOne run config
 METHOD = "fiftyone-csl"
@@ -63,12 +63,8 @@ class Manifest:
     def save(self, run_dir: str) -> str:
         """Writes ``manifest.json`` atomically; returns its sha256."""
         path = os.path.join(run_dir, MANIFEST)
-        tmp = path + f".tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
+        with atomic_file(path, fsync=True) as f:
             json.dump(asdict(self), f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
         return sha256_file(path)
 
     @classmethod

@@ -14,7 +14,7 @@ import torch
 from ...models import build_head, masked_cross_entropy
 from ...models.losses import IGNORE_INDEX, mgw_weights, weighted_cross_entropy
 from .errors import CSLError
-from .utils import seed_everything
+from .utils import atomic_file, seed_everything
 
 
 @dataclass
@@ -204,9 +204,8 @@ def train_fold(
 
 
 def _atomic_torch_save(obj, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def _resume(run_dir, manifest, fold, resume_path, model, optimizer, generator, epochs, device) -> list:

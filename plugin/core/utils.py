@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import random
+import tempfile
 
 import eta.core.utils as etau
 import numpy as np
@@ -37,11 +38,38 @@ def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def atomic_file(path: str, mode: str = "w", fsync: bool = False, **open_kwargs):
+    """A file to write that appears at ``path`` only once complete.
+
+    The temporary file is created exclusively (``tempfile.mkstemp``: a new
+    name, ``O_EXCL``, mode 0600) in ``path``'s own folder, so a symbolic
+    link planted beside the target is never followed and the final rename
+    stays on one filesystem; the rename replaces ``path`` itself, not what
+    a link at ``path`` points to. On any error the temporary file goes.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(fd, 0o666 & ~umask)  # the permissions a plain open() would give
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
 def atomic_save_npz(path: str, **arrays) -> None:
     """Writes an ``.npz`` so that readers never see a half-written file."""
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_file(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def balanced_groups(sizes: dict, num_groups: int) -> list:
@@ -59,10 +87,8 @@ def balanced_groups(sizes: dict, num_groups: int) -> list:
 
 def atomic_write_json(path: str, obj) -> None:
     """Writes JSON so that readers never see a half-written file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    with atomic_file(path) as f:
         json.dump(obj, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
 
 
 class _ProgressState:

@@ -22,6 +22,7 @@ label fields can be changed here.
 """
 
 import datetime
+import os
 
 from bson import ObjectId
 
@@ -34,6 +35,8 @@ from .segments import decision_docs, ensure_consistent, suspect_segments
 
 ACTIONS = {"accept": "accepted", "keep": "kept", "relabel": "relabelled", "reviewed": "reviewed"}
 CONFIRMED = ("accepted", "relabelled")
+# verdicts on a flag: they need the suspect segment as it is now
+BOUND_TO_A_SUSPECT = ("accept", "keep")
 
 
 def _checked_run(dataset, csl_field):
@@ -129,17 +132,26 @@ def review_segment(samples, csl_field: str, sample_id: str, first: int, last: in
         writeback.recover(dataset, csl_field)
         config, names = _checked_run(dataset, csl_field)  # as it is now, under the lock
         segment = _flagged(dataset, names, sample_id, first, last)
-        if action == "accept" and segment is None:
+        if action in BOUND_TO_A_SUSPECT and segment is None:  # a stale verdict is not carried onto new flags
             raise CSLError(
-                f"the suspect segment at frames {first}-{last} was re-flagged meanwhile; nothing was written"
+                f"no suspect segment at frames {first}-{last} of video {sample_id} now (re-flagged since?): "
+                "decide the current ones (fcsl.suspect_segments); nothing was written"
             )
         current = _frame_labels(dataset, sample_id, config.label_field, first, last)
+        # only the frames the given view shows are changed (a view that filters frames hides the others)
+        visible = set(samples.select(sample_id).values("frames.frame_number")[0] or [])
+        current = {f: (v if f in visible else None) for f, v in current.items()}
         if not any(v is not None for v in current.values()):
             raise CSLError(f"frames {first}-{last} of video {sample_id} carry no label; nothing was written")
         new_label = {"accept": segment["suggested_label"] if segment else None, "relabel": label}.get(action)
 
+        # ordered by a number issued under the lock: the history's order is the order of the writes
+        seq = 1 + max((d.get("seq") or 0 for d in decision_docs(dataset, names)), default=0)
         decision = dict(
             decision_id=str(ObjectId()),
+            seq=seq,
+            label_field=config.label_field,
+            run_version=os.path.basename(config.run_dir),
             decision=ACTIONS[action],
             sample_id=sample_id,
             first=first,
@@ -233,6 +245,11 @@ def undo_review(samples, csl_field: str = "csl", decision_id: str | None = None)
             raise CSLError(
                 f"a newer decision ({later[-1]['decision']}, frames {later[-1]['first']}-{later[-1]['last']}) "
                 "covers some of these frames: undo it first; nothing was changed"
+            )
+        if target.get("label_field") not in (None, config.label_field):
+            raise CSLError(
+                f"the decision changed the label field '{target['label_field']}', but run '{csl_field}' now "
+                f"audits '{config.label_field}': undo it by hand or re-audit that field; nothing was changed"
             )
         current = _frame_labels(dataset, target["sample_id"], config.label_field, target["first"], target["last"])
         moved = [f for f in target["changed_frames"] or [] if current.get(f) != target["new_label"]]

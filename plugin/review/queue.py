@@ -22,6 +22,7 @@ video, in proportion to its length).
 """
 
 import heapq
+import numbers
 
 import numpy as np
 import torch
@@ -96,10 +97,9 @@ def resolve_budget(budget, unit: str, total: int) -> int:
     """Frames to select: ``budget`` frames, or ``budget`` percent of ``total``."""
     if unit not in ("frames", "percent"):
         raise CSLError(f"budget_unit must be 'frames' or 'percent', not {unit!r}")
-    try:
-        value = float(budget)
-    except (TypeError, ValueError):
-        raise CSLError(f"budget must be a number, not {budget!r}") from None
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Real):  # True is not a budget of 1
+        raise CSLError(f"budget must be a number, not {budget!r}")
+    value = float(budget)
     if not value > 0:
         raise CSLError(f"budget must be > 0, not {budget}")
     if unit == "percent":

@@ -6,6 +6,7 @@ import os
 
 from ..core.errors import CSLError
 from ..core.simulation import estimated_precision
+from ..core.utils import atomic_file
 from ..runs import writeback
 from ..runs.record import RunNames, get_run_config, load_manifest
 from .decisions import ACTIONS, CONFIRMED
@@ -30,15 +31,15 @@ def export_suspects(samples, path: str, csl_field: str = "csl") -> int:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise CSLError(f"folder {folder} does not exist")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
+    if os.path.islink(path):
+        raise CSLError(f"{path} is a symbolic link; export to a file of your own")
+    with atomic_file(path, newline="") as f:
         if path.endswith(".json"):
             json.dump(rows, f, indent=1)
         else:
             writer = csv.DictWriter(f, fieldnames=EXPORT_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-    os.replace(tmp, path)
     return len(rows)
 
 

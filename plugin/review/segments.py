@@ -46,12 +46,19 @@ def decision_docs(dataset, names, sample_ids=None) -> list:
     for sid, ds in zip(ids, dets):
         for d in ds or []:
             out.append(doc_of(sid, d))
-    return sorted(out, key=lambda d: (d["decided_at"], d["decision_id"]))
+    return sorted(out, key=decision_order)
+
+
+def decision_order(d: dict) -> tuple:
+    """Decisions in the order they were written: by their sequence number
+    (issued under the dataset lock); decisions made before there was one
+    come first, by time."""
+    return (d.get("seq") is not None, d.get("seq") or 0, d["decided_at"], d["decision_id"])
 
 
 def doc_of(sample_id, d) -> dict:
     keys = ("error_type", "given_label", "suggested_label", "new_label", "mean_csl", "decided_at",
-            "previous_labels", "changed_frames")  # fmt: skip
+            "previous_labels", "changed_frames", "seq", "label_field", "run_version")  # fmt: skip
     doc = dict(decision_id=d.id, decision=d.label, sample_id=sample_id, first=int(d.support[0]), last=int(d.support[1]))
     doc.update({k: getattr(d, k, None) for k in keys})
     return doc
@@ -96,9 +103,11 @@ def suspect_segments(samples, csl_field: str = "csl", order: str = "csl", includ
         }
     out = []
     for r in rows:
+        # a decision answers the flag it judged: the same frames (or more) with the same given label; a
+        # suspect found since on labels a decision wrote, or on frames it did not judge, is open again
         covering = [
             d for d in by_video.get(r["sample_id"], ())
-            if d["first"] <= r["last_frame"] and r["first_frame"] <= d["last"]
+            if d["first"] <= r["first_frame"] and r["last_frame"] <= d["last"] and d["given_label"] == r["given_label"]
         ]  # fmt: skip
         r["review"] = covering[-1]["decision"] if covering else None
         r["reviewed_at"] = covering[-1]["decided_at"] if covering else None

@@ -66,16 +66,18 @@ def delete_csl_run(samples, csl_field: str = "csl", delete_files: bool = True) -
         writeback.recover(dataset, csl_field)
         config = get_run_config(dataset, csl_field)
         names = RunNames.of(config)
+        store = RunStore.of(config) if delete_files and owned_by(dataset, config) else None
+        if store is not None:
+            store.check_removable()  # before the first deletion
         if "mistakenness" in names.peer_scores:
             fcpeers.delete_brain_outputs(dataset, names.brain_key)
-        review = getattr(config, "review", None)
-        if review and review.get("tag"):  # tags this run put on the labels and videos it queued
-            writeback.untag_review(dataset, review["tag"], config.label_field)
+        # the tags this run put on the labels and videos it queued, and no other
+        writeback.untag_review(dataset, getattr(config, "review", None))
         fcfields.delete_outputs(dataset, names.paths())
         fcviews.delete_views(dataset, names.views())
         dataset.delete_run(csl_field)
-        if delete_files and owned_by(dataset, config):
-            RunStore.of(config).remove_all()
+        if store is not None:
+            store.remove_all()
 
 
 def copy_csl_run(samples, csl_field: str = "csl", run_dir: str | None = None) -> str:

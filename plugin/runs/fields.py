@@ -87,26 +87,3 @@ def write_embeddings(samples, embeddings_field: str, sequences: list) -> None:
     """Stores each sequence's features as a frame-level vector field."""
     values = {s.sample_id: {int(f): v for f, v in zip(s.frame_numbers, s.features)} for s in sequences}
     samples.set_values(f"frames.{embeddings_field}", values, key_field="id")
-
-
-def write_predictions(dataset, names, videos: dict, classes: list) -> None:
-    """Sparse labels: ``frames.<key>_predictions`` (class and confidence of
-    every sampled frame) and ``frames.<key>_propagated`` (the same on the
-    frames without a label, the labels the model proposes for them). A frame
-    FiftyOne holds no document for gets one."""
-    import fiftyone as fo  # lazy: importing FiftyOne is slow
-
-    predictions, propagated = {}, {}
-    for sid, v in videos.items():
-        p = v.predictions
-        if p is None:
-            continue
-        made = [fo.Classification(label=classes[int(c)], confidence=float(q)) for c, q in zip(p.labels, p.confidence)]
-        predictions[sid] = {int(f): label for f, label in zip(p.frame_numbers, made)}
-        # None on the labelled frames: a frame labelled since the last round keeps no stale proposal
-        propagated[sid] = {
-            int(f): None if known else label.copy() for f, label, known in zip(p.frame_numbers, made, p.labelled)
-        }
-    if predictions:
-        dataset.set_values(f"frames.{names.predictions_field}", predictions, key_field="id")
-        dataset.set_values(f"frames.{names.propagated_field}", propagated, key_field="id")

@@ -185,6 +185,12 @@ def list_csl_runs(samples) -> list:
     return [k for k in dataset.list_runs() if getattr(dataset.get_run_info(k).config, "method", None) == METHOD]
 
 
+def runs_owning(dataset, path: str) -> list:
+    """The keys of the CSL runs on ``dataset`` that own the field ``path``
+    (``frames.x`` or ``x``): the one check every writer outside a run makes."""
+    return [k for k in list_csl_runs(dataset) if path in RunNames.of(get_run_config(dataset, k)).paths()]
+
+
 def get_run_config(samples, csl_field: str):
     dataset = samples._dataset
     if csl_field not in list_csl_runs(dataset):

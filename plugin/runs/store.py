@@ -4,11 +4,13 @@ version and staging folders, and who owns them."""
 import json
 import os
 import shutil
+import tempfile
 import time
 import uuid
 
 from ..core.errors import CSLError
-from ..core.manifest import Manifest
+from ..core.manifest import MANIFEST, Manifest
+from ..core.utils import atomic_write_json
 from .locks import host_id, pid_alive
 
 OWNER = "owner.json"
@@ -38,10 +40,13 @@ class RunStore:
     """
 
     def __init__(self, dataset_id: str, run_key: str, root: str | None = None):
+        if root is not None and (not isinstance(root, str) or not root or "\x00" in root):
+            raise CSLError(f"run_dir must be a folder path; got {root!r}")
         root = os.path.abspath(os.path.expanduser(root)) if root else os.path.join(base_dir(), "runs")
         if os.path.dirname(root) == root:
             raise CSLError(f"run_dir {root!r} is a filesystem root; give a folder of its own")
         self.root = root
+        self.dataset_id, self.run_key = dataset_id, run_key
         self.key_dir = os.path.join(root, dataset_id, run_key)
 
     @classmethod
@@ -55,9 +60,8 @@ class RunStore:
         """Creates the run's folder now, so an unusable ``run_dir`` fails before any work."""
         try:
             os.makedirs(self.key_dir, exist_ok=True)
-            probe = os.path.join(self.key_dir, f".probe-{os.getpid()}")
-            with open(probe, "w"):
-                pass
+            fd, probe = tempfile.mkstemp(prefix=".probe-", dir=self.key_dir)
+            os.close(fd)
             os.remove(probe)
         except OSError as e:
             raise CSLError(f"cannot write run files under {self.key_dir}: {e}") from None
@@ -67,8 +71,7 @@ class RunStore:
         the versions, with an owner file naming this process."""
         path = os.path.join(self.key_dir, name or f".staging-{uuid.uuid4().hex[:12]}")
         os.makedirs(path, exist_ok=True)
-        with open(os.path.join(path, OWNER), "w") as f:
-            json.dump({"host": host_id(), "pid": os.getpid(), "time": time.time()}, f)
+        atomic_write_json(os.path.join(path, OWNER), {"host": host_id(), "pid": os.getpid(), "time": time.time()})
         return path
 
     def promote(self, staging: str) -> str:
@@ -98,30 +101,65 @@ class RunStore:
 
     def cleanup(self, keep=()) -> None:
         """Removes what no live process uses in this run's folder: versions
-        other than ``keep`` and staging whose owner is dead. Call under the
-        dataset lock (commits create versions under it)."""
+        other than ``keep`` and staging whose owner is dead; only folders
+        that are this run's (:meth:`owns`). Call under the dataset lock
+        (commits create versions under it)."""
         keep = {os.path.abspath(k) for k in keep if k}
-        if not os.path.isdir(self.key_dir):
+        if not self._real_folder():
             return
         for name in os.listdir(self.key_dir):
             path = os.path.join(self.key_dir, name)
-            if not os.path.isdir(path) or path in keep:
+            if path in keep or not self.owns(path):
                 continue
-            if name.startswith("v"):
-                dead = True
-            elif name.startswith((".staging-", ".train-")):
-                dead = _owner_dead(path, host_id())
-            else:
-                continue
-            if dead:
+            if name.startswith("v") or _owner_dead(path, host_id()):
                 shutil.rmtree(path, ignore_errors=True)
 
+    def owns(self, path: str) -> bool:
+        """Whether ``path`` (inside this run's folder) is a folder this run
+        made: a real folder, not a symbolic link, that is a version whose
+        manifest names this dataset and key, or a staging folder."""
+        name = os.path.basename(path)
+        if os.path.islink(path) or not os.path.isdir(path):
+            return False
+        if name.startswith(".staging-") or name.startswith(".train-"):
+            return True
+        if not name.startswith("v"):
+            return False
+        try:
+            with open(os.path.join(path, MANIFEST)) as f:
+                raw = json.load(f)
+        except (OSError, ValueError):
+            return False  # a version always has its manifest: this folder is not one of ours
+        if not isinstance(raw, dict):
+            return False
+        return raw.get("dataset_id") in (self.dataset_id, None) and raw.get("run_key") in (self.run_key, None)
+
+    def check_removable(self) -> None:
+        """Raises :class:`CSLError` if the run's folder could not be removed
+        safely (a symbolic link stands where its folders should be)."""
+        self._real_folder()
+
+    def _real_folder(self) -> bool:
+        """Whether the run's folder exists as a real folder; a symbolic link at
+        the dataset's or the run's folder raises: it was not made here."""
+        for path in (os.path.dirname(self.key_dir), self.key_dir):
+            if os.path.islink(path):
+                raise CSLError(f"{path} is a symbolic link, which fiftyone-csl did not make; nothing was removed")
+        return os.path.isdir(self.key_dir)
+
     def remove_all(self) -> None:
-        if os.path.isdir(self.key_dir):
-            shutil.rmtree(self.key_dir)
-        parent = os.path.dirname(self.key_dir)
-        if os.path.isdir(parent) and not os.listdir(parent):
-            os.rmdir(parent)
+        """Removes the run's folder: every version and staging folder it
+        owns, then the folder and its dataset's folder if nothing else is
+        left in them. Anything else found there stays (and so does the folder)."""
+        if not self._real_folder():
+            return
+        for name in os.listdir(self.key_dir):
+            path = os.path.join(self.key_dir, name)
+            if self.owns(path):
+                shutil.rmtree(path)
+        for folder in (self.key_dir, os.path.dirname(self.key_dir)):
+            if os.path.isdir(folder) and not os.path.islink(folder) and not os.listdir(folder):
+                os.rmdir(folder)
 
 
 def _owner_dead(path: str, host: str, stale_seconds: float = 24 * 3600) -> bool:

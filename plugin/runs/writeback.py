@@ -34,7 +34,6 @@ import logging
 import os
 from dataclasses import asdict
 
-import numpy as np
 from bson import ObjectId
 
 from ..core import flags as fcflags
@@ -42,12 +41,12 @@ from ..core.errors import CSLError
 from ..core.manifest import Manifest
 from ..core.stages import score_from_files
 from . import fields as fcfields
-from . import labels as fclabels
+from . import outputs
 from . import peers as fcpeers
 from . import views as fcviews
 from .labels import strip_frames_prefix
 from .locks import dataset_lock
-from .record import METHOD, RunNames, load_manifest, run_kwargs, unowned_outputs
+from .record import METHOD, RunNames, load_manifest, owned_by, run_kwargs, unowned_outputs
 from .store import RunStore
 
 logger = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ def recover(dataset, run_key) -> bool:
     entry = journal().find_one({"_id": _journal_id(dataset, run_key)})
     if entry is not None:
         logger.warning("finishing the commit of run '%s' that an earlier process left half done", run_key)
-        _apply(dataset, entry)
+        _apply_or_roll_back(dataset, entry)
         found = True
     entry = journal().find_one({"_id": _journal_id(dataset, run_key, "decision")})
     if entry is not None:
@@ -175,14 +174,50 @@ def commit(
             _id=_journal_id(dataset, names.key),
             run=run_kwargs(names, state, version, manifest_sha, manifest, threshold=threshold, **extra),
             old_names=asdict(RunNames.of(current)) if current is not None else None,
-            old_review_tag=(getattr(current, "review", None) or {}).get("tag") if replace and current else None,
+            old_review=(getattr(current, "review", None) or None) if replace and current else None,
+            # the last good state, restored if this entry cannot be applied
+            previous_run=_config_kwargs(current) if current is not None else None,
+            # a replacement under another run_dir leaves no orphaned store behind
+            old_store=current.run_dir
+            if replace
+            and current is not None
+            and owned_by(dataset, current)
+            and RunStore.of(current).key_dir != store.key_dir
+            else None,
             video_ids=list(video_ids),
             flags_only=flags_only,
             keep_evaluation=not replace,
         )
         journal().replace_one({"_id": entry["_id"]}, entry, upsert=True)
-        _apply(dataset, entry, videos)
+        _apply_or_roll_back(dataset, entry, videos)
     return version
+
+
+def _config_kwargs(config) -> dict:
+    return {k: v for k, v in config.serialize().items() if k not in ("cls", "type")}
+
+
+def _apply_or_roll_back(dataset, entry: dict, videos: dict | None = None) -> None:
+    """Applies a commit's journal entry; if it cannot be applied, goes back
+    to the last good state (the run before the commit, or no run) and
+    raises :class:`CSLError`, so no run key is left that no call can use."""
+    try:
+        _apply(dataset, entry, videos)
+    except Exception as e:
+        key = entry["run"]["csl_field"]
+        logger.exception("the commit of run '%s' could not be finished; rolling back", key)
+        names = RunNames.of(dataset.init_run(**entry["run"]))
+        previous = entry.get("previous_run")
+        kept = RunNames.of(dataset.init_run(**previous)) if previous else None
+        fcfields.delete_outputs(dataset, [p for p in names.paths() if kept is None or p not in kept.paths()])
+        fcviews.delete_views(dataset, [v for v in names.views() if kept is None or v not in kept.views()])
+        if previous is not None:
+            dataset.update_run_config(key, dataset.init_run(**previous))
+        elif dataset.has_run(key):
+            dataset.delete_run(key)
+        journal().delete_one({"_id": entry["_id"]})
+        state = "the previous run is restored" if previous is not None else "no run was kept"
+        raise CSLError(f"run '{key}' could not be written ({type(e).__name__}: {e}); {state}") from e
 
 
 def _merge(dataset, store, staging, manifest, current, previous) -> Manifest:
@@ -220,15 +255,15 @@ def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
         bool((run.get("features") or {}).get("sparse_labels")),
     )  # fmt: skip
     old = RunNames(**entry["old_names"]) if entry.get("old_names") else None
-    previous_results = _stored_summary(dataset, names.key) if entry.get("keep_evaluation") else {}
+    previous_results = outputs.stored_summary(dataset, names.key) if entry.get("keep_evaluation") else {}
     if old is not None:
         stale = [p for p in old.paths() if p not in names.paths()]
         fcfields.delete_outputs(dataset, stale)
         fcviews.delete_views(dataset, [v for v in old.views() if v not in names.views()])
         if "mistakenness" in old.peer_scores and "mistakenness" not in names.peer_scores:
             fcpeers.delete_brain_outputs(dataset, old.brain_key)
-    if entry.get("old_review_tag"):
-        untag_review(dataset, entry["old_review_tag"], run["label_field"])
+    if entry.get("old_review"):
+        untag_review(dataset, entry["old_review"])
     config = dataset.init_run(**run)
     if dataset.has_run(names.key):
         dataset.update_run_config(names.key, config)
@@ -241,94 +276,51 @@ def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
         if videos is None:
             videos = score_from_files(run["run_dir"], manifest, ids, threshold, names.peer_scores)
         if entry.get("flags_only"):
-            write_flags(dataset, names, videos)
+            outputs.write_flags(dataset, names, videos)
         else:
             samples = dataset.select(ids)
-            add_mistakenness(samples, names, run["label_field"], videos, manifest.classes)
-            write_scores(samples, names, run["label_field"], videos, manifest.classes)
+            outputs.add_mistakenness(samples, names, run["label_field"], videos, manifest.classes)
+            outputs.write_scores(samples, names, run["label_field"], videos, manifest.classes)
     if run["state"] == "scored":
         fcviews.save_views(dataset, names, threshold)
-    save_summary(dataset, names.key, manifest, run, previous_results.get("evaluation"))
+    outputs.save_summary(dataset, names.key, manifest, run, previous_results.get("evaluation"))
     journal().delete_one({"_id": entry["_id"]})
     RunStore.of(config).cleanup(keep=[run["run_dir"]])
+    if entry.get("old_store"):
+        RunStore.of(dataset.init_run(run_dir=entry["old_store"])).remove_all()
 
 
-def untag_review(dataset, tag: str, label_field: str) -> None:
-    dataset.untag_labels(tag, label_fields=[fcfields.label_path(dataset, label_field)])
-    dataset.untag_samples(tag)
-
-
-def add_mistakenness(samples, names: RunNames, label_field, videos: dict, classes: list) -> None:
-    """fiftyone-brain writes its own field; its values join the results."""
-    if "mistakenness" not in names.peer_scores:
+def untag_review(dataset, review: dict | None) -> None:
+    """Removes a review queue's tag from exactly the samples and labels it
+    put the tag on (``review["tagged"]``); a tag that was there before, or
+    that the user added since elsewhere, stays."""
+    tagged = (review or {}).get("tagged") or {}
+    tag = (review or {}).get("tag")
+    if not tag or not tagged:
         return
-    values = fcpeers.brain_mistakenness(samples, names, label_field, videos, classes)
-    for sid, video in videos.items():
-        video.scores["mistakenness"] = values[sid]
+    if tagged.get("labels"):
+        dataset.select_labels(ids=tagged["labels"], fields=tagged["label_path"]).untag_labels(
+            tag, label_fields=[tagged["label_path"]]
+        )
+    if tagged.get("samples"):
+        dataset.select(tagged["samples"]).untag_samples(tag)
 
 
-def write_scores(samples, names: RunNames, label_field: str, videos: dict, classes: list) -> None:
-    """Scores on every labelled frame (frames between sampled ones take the
-    nearest sampled value), per-video summaries and flags."""
-    dataset = samples._dataset
-    raw = fclabels.read_raw_labels(samples, label_field)
-    labelled = {sid: fns for sid, _, fns, _ in raw}
-    for name in ["csl", *[p for p in names.peer_scores if p != "mistakenness"]]:
-        per_sample = {}
-        for sid, v in videos.items():
-            if name not in v.scores or not len(v.frame_numbers):  # error_prob the simulation did not see; no label
-                continue
-            numbers = labelled.get(sid)
-            if numbers is None or not len(numbers):
-                numbers = v.frame_numbers
-            per_sample[sid] = (numbers, fcfields.spread_to_labelled_frames(v.frame_numbers, v.scores[name], numbers))
-        if per_sample:
-            fcfields.write_frame_scores(dataset, names.score_field(name), per_sample)
-        if name == "csl":
-            fcfields.write_sample_values(
-                dataset, names.max_field, {s: float(x.max()) for s, (_, x) in per_sample.items()}
-            )
-            fcfields.write_sample_values(
-                dataset, names.mean_field, {s: float(x.mean()) for s, (_, x) in per_sample.items()}
-            )
-    write_flags(dataset, names, videos)
-    if names.sparse:
-        fcfields.write_predictions(dataset, names, videos, classes)
-
-
-def write_flags(dataset, names: RunNames, videos: dict) -> None:
-    fcfields.write_sample_values(
-        dataset, names.errors_field, {sid: fcfields.suspect_detections(v.segments) for sid, v in videos.items()}
-    )
-
-
-def _stored_summary(dataset, run_key) -> dict:
-    try:
-        results = dataset.load_run_results(run_key, cache=False)
-    except Exception:  # a new run has no results yet
-        return {}
-    return {} if results is None else {k: getattr(results, k, None) for k in ("evaluation",)}
-
-
-def save_summary(dataset, run_key, manifest: Manifest, run: dict, evaluation=None) -> None:
-    """Stores the run's counts, read from its files and fields."""
-    scored = dataset.exists(f"{run_key}_max")
-    segments = scored.count(f"{run_key}_errors.detections") if run["state"] == "scored" else 0
-    counts = dict(
-        labelled_fraction=dict(manifest.labelled_fraction) or None,
-        num_videos=len(manifest.trajectories),
-        num_scored_frames=int(sum(_frames_of(manifest, run["run_dir"], rel) for rel in manifest.trajectories.values())),
-        num_segments=int(segments),
-        warnings=list(run.get("warnings") or []),
-    )
-    dataset.save_run_results(
-        run_key, dataset.init_run_results(run_key, evaluation=evaluation, **counts), overwrite=True
-    )
-
-
-def _frames_of(manifest, run_dir, relpath) -> int:
-    with np.load(os.path.join(run_dir, relpath)) as data:
-        return int(data["labelled"].sum()) if "labelled" in data.files else len(data["frame_numbers"])
+def _tag_new(queue, tag: str, label_path: str) -> dict:
+    """Tags the queue's samples and labels that do not carry ``tag`` yet;
+    returns what it tagged."""
+    ids, tags = queue.values(["id", "tags"])
+    samples = [sid for sid, ts in zip(ids, tags) if tag not in (ts or [])]
+    label_ids, label_tags = queue.values([f"{label_path}.id", f"{label_path}.tags"])
+    if label_path.startswith("frames."):  # per video, per frame
+        label_ids = [i for video in label_ids for i in video or []]
+        label_tags = [ts for video in label_tags for ts in video or []]
+    labels = [i for i, ts in zip(label_ids, label_tags) if i is not None and tag not in (ts or [])]
+    if labels:
+        queue.select_labels(ids=labels, fields=label_path).tag_labels(tag, label_fields=[label_path])
+    if samples:
+        queue.select(samples).tag_samples(tag)
+    return {"samples": samples, "labels": labels, "label_path": label_path}
 
 
 def write_decision(dataset, csl_field, op, names, label_field, decision) -> None:
@@ -375,7 +367,8 @@ def _apply_decision(dataset, entry: dict) -> None:
             fo.TemporalDetection(
                 _id=ObjectId(d["decision_id"]), label=d["decision"], support=[first, last],
                 **{k: d[k] for k in ("error_type", "given_label", "suggested_label", "new_label", "mean_csl",
-                                     "decided_at", "previous_labels", "changed_frames")},
+                                     "decided_at", "previous_labels", "changed_frames", "seq", "label_field",
+                                     "run_version") if k in d},
             )
         )  # fmt: skip
     sample[names.decisions_field] = fo.TemporalDetections(detections=dets)
@@ -388,7 +381,8 @@ def _sync_frame_states(dataset, names, sample_id, dets) -> None:
     """``frames.<key>_decision`` of one video from its decisions (newest wins)."""
     numbers = dataset.select(sample_id).values("frames.frame_number")[0] or []
     state = {int(f): None for f in numbers}
-    for d in sorted(dets, key=lambda x: (x["decided_at"], x.id)):
+    order = [(d.get_field("seq") if d.has_field("seq") else None, d["decided_at"], d.id, d) for d in dets]
+    for *_, d in sorted(order, key=lambda x: (x[0] is not None, x[0] or 0, x[1], x[2])):
         for f in range(int(d.support[0]), int(d.support[1]) + 1):
             if f in state:
                 state[f] = d.label
@@ -406,9 +400,7 @@ def write_review_queue(
     with dataset_lock(dataset):
         recover(dataset, csl_field)
         config = dataset.get_run_info(csl_field).config  # as it is now, under the lock
-        previous = getattr(config, "review", None)
-        if previous and previous.get("tag"):
-            untag_review(dataset, previous["tag"], label_field)
+        untag_review(dataset, getattr(config, "review", None))
         fcfields.delete_outputs(dataset, [f"frames.{names.review_priority_field}", names.review_first_field])
         per_video = {}
         for rank, (sid, number) in enumerate(picks, 1):
@@ -424,8 +416,8 @@ def write_review_queue(
         # frames a reviewer has decided leave the queue as the decisions are written
         queued = (F(names.review_priority_field) != None) & (F(names.decision_frame_field) == None)  # noqa: E711
         queue = dataset.match_frames(queued).sort_by(names.review_first_field)
-        tag = review.get("tag")
-        if tag:
-            queue.tag_labels(tag, label_fields=[fcfields.label_path(dataset, label_field)])
-            queue.tag_samples(tag)
+        if review.get("tag"):
+            review["tagged"] = _tag_new(queue, review["tag"], fcfields.label_path(dataset, label_field))
+            config.review = review
+            dataset.update_run_config(csl_field, config)
         dataset.save_view(names.review_view, queue, overwrite=True, description=description)
