@@ -41,13 +41,20 @@ def test_a_commit_that_cannot_be_written_rolls_back_to_the_previous_run(scratch,
     first = fcsl.compute_csl(scratch, "phase", "k", **TINY)
     before = scratch.values("frames.k")
 
-    def broken(*args, **kwargs):
-        raise ValueError("cannot infer a type")
+    calls = []
+    write_flags = outputs.write_flags
 
-    monkeypatch.setattr(outputs, "write_scores", broken)
+    def broken_once(*args, **kwargs):  # after the new scores are written: the old ones must come back
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("cannot infer a type")
+        return write_flags(*args, **kwargs)
+
+    monkeypatch.setattr(outputs, "write_flags", broken_once)
     with pytest.raises(fcsl.CSLError, match="the previous run is restored"):
         fcsl.compute_csl(scratch, "phase", "k", overwrite=True, **dict(TINY, seed=2))
     monkeypatch.undo()
+    assert len(calls) == 2  # the restore wrote the previous run's flags
     assert get_run_config(scratch, "k").run_dir == first.run_dir
     assert len(fcsl.load_csl_results(scratch, "k").videos) == len(scratch)  # the key still works
     assert fcsl.run_summary(scratch, "k")

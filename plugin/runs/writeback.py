@@ -199,23 +199,31 @@ def _config_kwargs(config) -> dict:
 
 def _apply_or_roll_back(dataset, entry: dict, videos: dict | None = None) -> None:
     """Applies a commit's journal entry; if it cannot be applied, goes back
-    to the last good state (the run before the commit, or no run) and
-    raises :class:`CSLError`, so no run key is left that no call can use."""
+    to the last good state and raises :class:`CSLError`, so no run key is
+    left that no call can use. The last good state is the run before the
+    commit, written again from its own verified files (so no field keeps a
+    value the failed commit wrote), or no run at all."""
     try:
         _apply(dataset, entry, videos)
     except Exception as e:
         key = entry["run"]["csl_field"]
         logger.exception("the commit of run '%s' could not be finished; rolling back", key)
-        names = RunNames.of(dataset.init_run(**entry["run"]))
         previous = entry.get("previous_run")
-        kept = RunNames.of(dataset.init_run(**previous)) if previous else None
-        fcfields.delete_outputs(dataset, [p for p in names.paths() if kept is None or p not in kept.paths()])
-        fcviews.delete_views(dataset, [v for v in names.views() if kept is None or v not in kept.views()])
         if previous is not None:
-            dataset.update_run_config(key, dataset.init_run(**previous))
-        elif dataset.has_run(key):
-            dataset.delete_run(key)
-        journal().delete_one({"_id": entry["_id"]})
+            manifest = Manifest.load(previous["run_dir"], previous["manifest_sha256"])
+            restore = dict(
+                _id=entry["_id"], run=previous, old_names=asdict(RunNames.of(dataset.init_run(**entry["run"]))),
+                video_ids=list(manifest.trajectories), keep_evaluation=True,
+            )  # fmt: skip
+            journal().replace_one({"_id": entry["_id"]}, restore, upsert=True)  # a kill now resumes the restore
+            _apply(dataset, restore)  # the same steps, for the version that was current
+        else:
+            names = RunNames.of(dataset.init_run(**entry["run"]))
+            fcfields.delete_outputs(dataset, names.paths())
+            fcviews.delete_views(dataset, names.views())
+            if dataset.has_run(key):
+                dataset.delete_run(key)
+            journal().delete_one({"_id": entry["_id"]})
         state = "the previous run is restored" if previous is not None else "no run was kept"
         raise CSLError(f"run '{key}' could not be written ({type(e).__name__}: {e}); {state}") from e
 
