@@ -12,7 +12,7 @@ import time
 import fiftyone_csl as fcsl
 import pytest
 from _common import snapshot
-from fiftyone_csl.plugin.runs.record import operator_uri
+from fiftyone_csl.plugin.runs.record import get_run_config, operator_uri
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -256,4 +256,31 @@ def test_review_operators_decide_one_segment_or_all_and_undo(reviewable):
     while fcsl.list_decisions(reviewable, "csl"):
         out = undo(reviewable, "csl")
         assert out.error is None, out.error_message
+    assert labels_of(reviewable) == before
+
+
+@pytest.mark.slow
+def test_two_processes_deciding_one_segment_at_once_leave_an_undoable_history(reviewable, tmp_path):
+    before = labels_of(reviewable)
+    row = with_suggestion(reviewable)[0]
+    classes = get_run_config(reviewable, "csl").classes
+    other = next(c for c in classes if c not in (row["given_label"], row["suggested_label"]))
+    segment = dict(csl_field="csl", sample_id=row["sample_id"], first=row["first_frame"], last=row["last_frame"])
+    barrier = str(tmp_path / "go")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "_child.py"), reviewable.name, "review_segment", "none",
+             json.dumps(dict(segment, **extra)), barrier],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for extra in (dict(action="accept"), dict(action="relabel", label=other))
+    ]  # fmt: skip
+    time.sleep(2)  # both children are importing; the barrier starts them together
+    open(barrier, "w").close()
+    outs = [p.communicate(timeout=600)[0].strip() for p in procs]
+    assert all(o.endswith("OK") or "CSLError" in o for o in outs), outs
+    decisions = fcsl.list_decisions(reviewable, "csl")
+    assert len(decisions) == sum(o.endswith("OK") for o in outs) >= 1
+    while fcsl.list_decisions(reviewable, "csl"):  # newest first, each one undoable
+        fcsl.undo_review(reviewable, "csl")
     assert labels_of(reviewable) == before

@@ -96,3 +96,23 @@ def test_the_sites_benchmark_tables_are_those_of_benchmarks_readme():
     assert rows
     stale = [row for row in rows if row not in full]
     assert not stale, f"rows of docs/benchmarks.md not in benchmarks/README.md: {stale}"
+
+
+def test_every_test_the_reliability_table_cites_exists():
+    import re
+
+    text = open(os.path.join(ROOT, "docs", "reliability.md")).read()
+    missing = []
+    for cell in re.findall(r"^\|.*\| ([^|]*`[^|]*)\|$", text, flags=re.M):
+        current = None
+        for ref in re.findall(r"`([^`]+)`", cell):
+            path, _, name = ref.partition("::")
+            if path.endswith(".py"):
+                current = path
+            if not name and not path.endswith(".py"):
+                continue
+            source = open(os.path.join(ROOT, "tests", current)).read() if current else ""
+            base = name.split("[")[0]
+            if base and not re.search(rf"^def {re.escape(base)}\(", source, flags=re.M):
+                missing.append(ref)
+    assert not missing, f"the Reliability table cites tests that do not exist: {missing}"

@@ -238,6 +238,29 @@ def test_rough_edges_give_clear_errors_and_change_nothing(scratch, call, message
     assert snapshot(scratch) == before
 
 
+def test_errors_on_a_clips_view_name_the_users_dataset(scratch):
+    fcsl.compute_csl(scratch, "phase", "k", **TINY)
+    clips = scratch.to_clips(F("phase").exists())
+    with pytest.raises(fcsl.CSLError, match=f"no CSL run 'nope' on dataset '{scratch.name}' \\(through a clips view"):
+        fcsl.load_csl_results(clips, "nope")
+
+
+def test_a_sparse_label_on_a_frame_without_an_embedding_is_named(scratch):
+    dataset = scratch.clone()
+    for sample in dataset:
+        for frame in sample.frames.values():
+            frame["sparse"] = frame["phase"]
+        sample.save()
+    sample = dataset.first()
+    sample.frames[3]["sparse"] = None
+    sample.frames[2]["emb"] = None
+    sample.save()
+    before = snapshot(dataset)
+    with pytest.raises(fcsl.CSLError, match=r"frame\(s\) \[2\] of sample .* carry a label but no 'emb' embedding"):
+        fcsl.compute_csl(dataset, "sparse", "k", sparse_labels=True, **TINY)
+    assert snapshot(dataset) == before
+
+
 def test_a_damaged_feature_cache_file_is_computed_again(tmp_path):
     from fiftyone_csl.plugin.audit import features as fcf
 

@@ -48,7 +48,7 @@ def evaluate_detection(
     """
 
     dataset = samples._dataset
-    config = get_run_config(dataset, csl_field)
+    config = get_run_config(samples, csl_field)
     frame_schema = dataset.get_frame_field_schema() or {}
     for field in (error_field, clean_field):
         if field is not None and field not in frame_schema:
@@ -104,7 +104,7 @@ def evaluate_detection(
     if simulated:  # what the simulation expected, beside what the ground truth measures
         report["segments"]["estimated_precision"] = estimated_precision(simulated, threshold)
     with dataset_lock(dataset):  # the counts have not changed
-        config = get_run_config(dataset, csl_field)
+        config = get_run_config(samples, csl_field)
         run = dict(state=config.state, run_dir=config.run_dir, warnings=getattr(config, "warnings", None))
         save_summary(dataset, csl_field, load_manifest(dataset, config), run, evaluation=report)
     return report

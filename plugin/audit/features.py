@@ -368,7 +368,10 @@ def read_embeddings(samples, embeddings_field: str, sequences: list) -> int:
         for f in sequence.frame_numbers:
             v = lookup.get(int(f))
             if v is None:
-                raise CSLError(f"frame {int(f)} of sample {sid} is labelled but has no '{name}' embedding")
+                raise CSLError(
+                    f"frame {int(f)} of sample {sid} ({sequence.filepath}) is labelled but has no '{name}' embedding: "
+                    f"compute '{name}' on every frame of the video"
+                )
             v = np.asarray(v, dtype=np.float32)
             if v.ndim != 1:
                 raise CSLError(f"embeddings must be 1-D vectors; found shape {v.shape} in sample {sid}")

@@ -60,6 +60,8 @@ def prepare(samples, label_field, classes, spec: FeatureSpec, device=None) -> Pr
     strides = video_strides(samples, spec, full)
     if spec.sparse_labels:
         grids = sampled_frames(samples, spec, full, strides)
+        if spec.embeddings_field is not None:
+            check_labelled_frames_have_vectors(full, grids, strides, spec.embeddings_field)
         sequences = [fcseq.on_grid(s, grid, step) for s, grid, step in zip(full, grids, strides)]
     else:
         sequences = [fcseq.subsample(s, step) for s, step in zip(full, strides)]
@@ -75,6 +77,23 @@ def video_strides(samples, spec: FeatureSpec, sequences: list) -> list:
     stride of its frame rate (:meth:`FeatureSpec.stride_for`)."""
     rates = frame_rates(samples, sequences) if spec.fps is not None else [None] * len(sequences)
     return [spec.stride_for(rate) for rate in rates]
+
+
+def check_labelled_frames_have_vectors(sequences: list, grids: list, strides: list, embeddings_field: str) -> None:
+    """Sparse labels over an embeddings field: the frames scored are those that
+    carry a vector, so a labelled frame (or, with a stride, the first frame of
+    its stride cell) must carry one. Raises :class:`CSLError` naming them."""
+    for s, grid, step in zip(sequences, grids, strides):
+        numbers = np.asarray(s.frame_numbers, dtype=np.int64)
+        starts = numbers - (numbers - 1) % step
+        missing = numbers[~np.isin(starts, grid)]
+        if len(missing):
+            raise CSLError(
+                f"frame(s) {missing[:5].tolist()}{' ...' if len(missing) > 5 else ''} of sample {s.sample_id} "
+                f"({s.filepath}) carry a label but no '{embeddings_field}' embedding"
+                + ("" if step == 1 else f" on the first frame of their stride-{step} cell")
+                + f": compute '{embeddings_field}' on every labelled frame"
+            )
 
 
 def sampled_frames(samples, spec: FeatureSpec, sequences: list, strides: list) -> list:

@@ -61,7 +61,7 @@ def replay_checkpoints(
     check_collection(samples)
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
-    config = get_run_config(dataset, csl_field)
+    config = get_run_config(samples, csl_field)
     manifest = load_manifest(dataset, config)
     holder = run_in_progress(dataset, csl_field)
     if holder is not None:
@@ -93,7 +93,7 @@ def replay_checkpoints(
     progress = StagedProgress(progress, {"features": 4, "replay": 1.5, "write": 0.5})
     with dataset_lock(dataset):  # the version cannot be replaced while its checkpoints are linked
         # read the current version under the lock: another replay may have committed since the checks
-        config = get_run_config(dataset, csl_field)
+        config = get_run_config(samples, csl_field)
         manifest = load_manifest(dataset, config)
 
         def shared(rel):  # what the replay keeps of the version: not the per-video files it writes again
@@ -132,7 +132,7 @@ def flag_errors(samples, csl_field: str = "csl", threshold="auto") -> CSLResults
     aimed at its target precision."""
     dataset = samples._dataset
     threshold = check_threshold(threshold)
-    config = get_run_config(dataset, csl_field)
+    config = get_run_config(samples, csl_field)
     if config.state != "scored":
         raise CSLError(f"run '{csl_field}' has no scores yet: replay its checkpoints first")
     threshold_value = fcflags.resolve_threshold(threshold, len(config.classes))
@@ -171,7 +171,7 @@ def changed_videos(samples, csl_field: str = "csl") -> list:
     or removed on a scored frame), or that the run has not scored."""
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
-    config = get_run_config(dataset, csl_field)
+    config = get_run_config(samples, csl_field)
     manifest = load_manifest(dataset, config)
     index = {c: i for i, c in enumerate(manifest.classes)}
     changed = []

@@ -163,7 +163,7 @@ def compute_features(
             raise CSLError(f"frames.{embeddings_field} is not a vector field; it is never replaced")
 
         for key in list_csl_runs(dataset):
-            if f"frames.{embeddings_field}" in RunNames.of(get_run_config(dataset, key)).paths():
+            if f"frames.{embeddings_field}" in RunNames.of(get_run_config(samples, key)).paths():
                 raise CSLError(f"frames.{embeddings_field} belongs to run '{key}'")
     ids, paths = samples.values(["id", "filepath"])
     sequences = [

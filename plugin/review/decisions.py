@@ -206,7 +206,7 @@ def list_decisions(samples, csl_field: str = "csl") -> list:
     ``samples``, oldest first (dicts as :func:`review_segment` returns)."""
     dataset = samples._dataset
     ensure_consistent(dataset, csl_field)
-    names = RunNames.of(get_run_config(dataset, csl_field))
+    names = RunNames.of(get_run_config(samples, csl_field))
     if not names.decisions:
         return []
     return [_public(d) for d in decision_docs(dataset, names, samples.values("id"))]
@@ -225,7 +225,7 @@ def undo_review(samples, csl_field: str = "csl", decision_id: str | None = None)
     ensure_consistent(dataset, csl_field)
     with dataset_lock(dataset):
         writeback.recover(dataset, csl_field)
-        config = get_run_config(dataset, csl_field)
+        config = get_run_config(samples, csl_field)
         names = RunNames.of(config)
         docs = decision_docs(dataset, names, samples.values("id")) if names.decisions else []
         if decision_id is None:

@@ -140,7 +140,7 @@ def label_actively(
     check_int("passes", passes, 1)
     replace, owner = False, None
     if dataset.has_run(csl_field):
-        config = get_run_config(dataset, csl_field)
+        config = get_run_config(samples, csl_field)
         if not (config.features or {}).get("sparse_labels") or (config.train or {}).get("cross_fit", True):
             raise CSLError(f"run '{csl_field}' is not a labelling run; choose another csl_field")
         if config.label_field.removeprefix("frames.") != label_field.removeprefix("frames."):

@@ -348,7 +348,7 @@ def select_frames_for_review(
     check_collection(samples)
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
-    config = get_run_config(dataset, csl_field)
+    config = get_run_config(samples, csl_field)
     manifest = load_manifest(dataset, config)
     lam, sigma = check_float("lam", lam), check_float("sigma", sigma)
     csl_weight, passes = check_float("csl_weight", csl_weight), check_int("passes", passes, 1)

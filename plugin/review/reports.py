@@ -88,7 +88,7 @@ def run_summary(samples, csl_field: str = "csl") -> dict:
     :func:`~fiftyone_csl.plugin.decisions.review_counts`), for a scored run."""
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
-    config = get_run_config(dataset, csl_field)
+    config = get_run_config(samples, csl_field)
     results = dataset.load_run_results(csl_field, cache=False)
     if results is None:
         return {}

@@ -17,7 +17,7 @@ def suspect_table(samples, csl_field: str = "csl") -> list:
     annotation team needs to fix them."""
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
-    names = RunNames.of(get_run_config(dataset, csl_field))
+    names = RunNames.of(get_run_config(samples, csl_field))
     ids, paths, detections = samples.values(["id", "filepath", f"{names.errors_field}.detections"])
     rows = []
     for sid, path, dets in zip(ids, paths, detections):
@@ -84,7 +84,7 @@ def suspect_segments(samples, csl_field: str = "csl", order: str = "csl", includ
     dataset = samples._dataset
     if _docs is None:
         ensure_consistent(dataset, csl_field)
-    config = get_run_config(dataset, csl_field)
+    config = get_run_config(samples, csl_field)
     names = RunNames.of(config)
     rows = suspect_table(samples, csl_field)
     docs = _docs if _docs is not None else (decision_docs(dataset, names, {r["sample_id"] for r in rows})

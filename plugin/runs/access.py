@@ -18,7 +18,7 @@ from . import peers as fcpeers
 from . import views as fcviews
 from . import writeback
 from .locks import dataset_lock, run_in_progress
-from .record import RunNames, get_run_config, list_csl_runs, load_manifest, owned_by
+from .record import RunNames, dataset_title, get_run_config, list_csl_runs, load_manifest, owned_by
 from .store import RunStore
 
 __all__ = ["list_csl_runs", "get_run_config"]
@@ -29,7 +29,7 @@ def load_videos(samples, csl_field: str, threshold=None) -> dict:
     VideoScores}``, scored at the run's threshold unless one is given."""
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
-    config = get_run_config(dataset, csl_field)
+    config = get_run_config(samples, csl_field)
     manifest = load_manifest(dataset, config)
     threshold = fcflags.resolve_threshold(config.threshold if threshold is None else threshold, len(manifest.classes))
     wanted = set(samples.values("id"))
@@ -44,9 +44,8 @@ def load_videos(samples, csl_field: str, threshold=None) -> dict:
 def load_csl_results(samples, csl_field: str = "csl") -> CSLResults:
     """Loads a run's results for the videos of ``samples`` from its run
     directory (the manifest and every file checked first)."""
-    dataset = samples._dataset
     videos = load_videos(samples, csl_field)
-    config = get_run_config(dataset, csl_field)
+    config = get_run_config(samples, csl_field)
     threshold = fcflags.resolve_threshold(config.threshold, len(config.classes))
     return CSLResults(
         csl_field, config.run_dir, config.classes, threshold, videos, getattr(config, "warnings", None) or []
@@ -64,7 +63,7 @@ def delete_csl_run(samples, csl_field: str = "csl", delete_files: bool = True) -
         raise CSLError(f"run '{csl_field}' is in progress ({holder['host']} pid {holder['pid']}); nothing was deleted")
     with dataset_lock(dataset):
         writeback.recover(dataset, csl_field)
-        config = get_run_config(dataset, csl_field)
+        config = get_run_config(samples, csl_field)
         names = RunNames.of(config)
         store = RunStore.of(config) if delete_files and owned_by(dataset, config) else None
         if store is not None:
@@ -89,9 +88,9 @@ def copy_csl_run(samples, csl_field: str = "csl", run_dir: str | None = None) ->
     this dataset's id and points the record there. Returns the new folder.
     """
     dataset = samples._dataset
-    config = get_run_config(dataset, csl_field)
+    config = get_run_config(samples, csl_field)
     if owned_by(dataset, config):
-        raise CSLError(f"run '{csl_field}' already belongs to dataset '{dataset.name}'")
+        raise CSLError(f"run '{csl_field}' already belongs to dataset {dataset_title(dataset)}")
     source = Manifest.load(config.run_dir, getattr(config, "manifest_sha256", None), run_key=csl_field)
     for relpath in source.files:
         source.verified_path(config.run_dir, relpath)

@@ -29,6 +29,7 @@ import uuid
 from pymongo.errors import DuplicateKeyError
 
 from ..core.errors import CSLError
+from .record import dataset_title
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def dataset_lock(dataset, timeout: float | None = None):
             break
         if time.monotonic() > deadline:
             raise CSLError(
-                f"dataset '{dataset.name}' stayed locked by {holder['host']} pid {holder['pid']} "
+                f"dataset {dataset_title(dataset)} stayed locked by {holder['host']} pid {holder['pid']} "
                 f"for {timeout:.0f} s; nothing was written"
             )
         time.sleep(delay)

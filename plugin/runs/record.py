@@ -179,6 +179,17 @@ def unowned_outputs(dataset, names: RunNames, owner: RunNames | None) -> list:
 # --- the FiftyOne run record ------------------------------------------------------------------
 
 
+def dataset_title(samples) -> str:
+    """How messages name a collection's dataset: the user's dataset, also
+    for a clips, frames or patches view (whose own dataset is a generated one
+    with a timestamped name)."""
+    dataset = samples._dataset
+    if getattr(dataset, "_is_generated", False):
+        kind = "clips" if dataset._is_clips else "frames" if dataset._is_frames else "patches"
+        return f"'{samples._root_dataset.name}' (through a {kind} view, which holds no runs of its own)"
+    return f"'{dataset.name}'"
+
+
 def list_csl_runs(samples) -> list:
     """The keys of the CSL runs on the collection's dataset."""
     dataset = samples._dataset
@@ -194,7 +205,7 @@ def runs_owning(dataset, path: str) -> list:
 def get_run_config(samples, csl_field: str):
     dataset = samples._dataset
     if csl_field not in list_csl_runs(dataset):
-        raise CSLError(f"no CSL run '{csl_field}' on dataset '{dataset.name}'")
+        raise CSLError(f"no CSL run '{csl_field}' on dataset {dataset_title(samples)}")
     return dataset.get_run_info(csl_field).config
 
 
@@ -213,7 +224,7 @@ def load_manifest(dataset, config) -> Manifest:
         )
     if not owned_by(dataset, config):
         raise CSLError(
-            f"run '{config.csl_field}' on dataset '{dataset.name}' was inherited from another dataset "
+            f"run '{config.csl_field}' on dataset {dataset_title(dataset)} was inherited from another dataset "
             f"(id {getattr(config, 'dataset_id', None)}), whose files it must not use: call "
             f"fcsl.copy_csl_run(dataset, '{config.csl_field}') to give this dataset its own copy, or run again"
         )
