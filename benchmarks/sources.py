@@ -161,4 +161,42 @@ def hard(weak=False, seed=0):
     return out_x, out_y, HARD_CLASSES
 
 
-SOURCES = {"demo": demo, "basicmotions": basicmotions, "hard": hard}
+NONCHAIN_CLASSES = [f"phase_{i + 1}" for i in range(6)]
+
+
+def _timed(shot, length):
+    """``shot``'s frames resampled to ``length`` frames (cropped at random when
+    longer, frames repeated evenly when shorter)."""
+    return shot[np.linspace(0, len(shot) - 1, length).round().astype(int)]
+
+
+def nonchain(weak=False, seed=0):
+    """``(features, labels, classes)`` of a procedure that is not a chain:
+    the demo's six shots as phases where phases 2 and 4 are skipped in about
+    a third of the videos each, phase 3 comes again after phase 4 (or in its
+    place) in half of them, with frames from another video, and every phase
+    lasts 12-80 frames (its shot resampled)."""
+    features, labels = _demo_strong()
+    rng = np.random.default_rng(100 + seed)
+    out_x, out_y = [], []
+    for i, (x, y) in enumerate(zip(features, labels)):
+        shots = [x[y == k] for k in range(6)]
+        other = features[(i + 5) % len(features)][labels[(i + 5) % len(features)] == 2]
+        order = [(shots[0], 0)]
+        if rng.random() > 0.35:
+            order.append((shots[1], 1))
+        order.append((shots[2], 2))
+        if rng.random() > 0.35:
+            order.append((shots[3], 3))
+        if rng.random() < 0.5:
+            order.append((other, 2))
+        order += [(shots[4], 4), (shots[5], 5)]
+        parts = [(_timed(shot, int(rng.integers(12, 81))), c) for shot, c in order]
+        out_x.append(np.concatenate([p for p, _ in parts]).astype(np.float32))
+        out_y.append(np.concatenate([np.full(len(p), c) for p, c in parts]))
+    if weak:
+        out_x = _weaken(out_x, np.random.default_rng(1234))
+    return out_x, out_y, NONCHAIN_CLASSES
+
+
+SOURCES = {"demo": demo, "basicmotions": basicmotions, "hard": hard, "nonchain": nonchain}

@@ -133,13 +133,13 @@ def scratch(audited):
     import fiftyone_csl as fcsl
 
     dataset = audited[0].clone()
-    if "csl" in dataset.list_runs():
-        dataset.delete_run("csl")
+    owned = dataset.get_run_info("csl").config.fields
+    dataset.delete_run("csl")
     for name in dataset.list_saved_views():
         dataset.delete_saved_view(name)
-    for f in ("csl", "csl_last_loss", "csl_aum"):
+    for f in owned["frames"]:
         dataset.delete_frame_field(f)
-    for f in ("csl_max", "csl_mean", "csl_errors"):
+    for f in owned["samples"]:
         dataset.delete_sample_field(f)
     dataset.reload()
     yield dataset

@@ -42,8 +42,12 @@ def test_fields_views_and_run_exist_and_reload(audited):
         assert f in frame_schema
     for f in ("csl_max", "csl_mean", "csl_errors"):
         assert f in dataset.get_field_schema()
-    # every labelled frame has a CSL value
+    # every labelled frame has a CSL value, a corrected label and a wrong-label probability
     assert dataset.count("frames.csl") == dataset.count("frames.phase")
+    assert dataset.count("frames.csl_corrected") == dataset.count("frames.phase")
+    assert dataset.count("frames.csl_wrong_prob") == dataset.count("frames.phase")
+    assert 0.0 <= dataset.bounds("frames.csl_wrong_prob")[0] <= dataset.bounds("frames.csl_wrong_prob")[1] <= 1.0
+    assert set(dataset.distinct("frames.csl_corrected.label")) <= set(results.classes)
     assert fcsl.list_csl_runs(dataset) == ["csl"]
     config = dataset.get_run_info("csl").config
     assert config.label_field == "phase" and config.classes == results.classes

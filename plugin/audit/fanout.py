@@ -37,7 +37,7 @@ from pymongo.errors import DuplicateKeyError
 from ..core import train as fctrain
 from ..core.checks import check_int
 from ..core.errors import CSLError
-from ..core.stages import replay_and_score, score_file, train_into
+from ..core.stages import procedure_counts, replay_and_score, score_file, train_into
 from ..core.utils import StagedProgress, atomic_write_json, balanced_groups
 from ..runs.locks import run_lock
 from ..runs.record import operator_uri
@@ -303,8 +303,14 @@ def _assembled(doc, plan, replays=False):
         for index in range(doc["counts"]["replay"]):
             part = _read_part(doc, f"replay_{index:03d}.json")
             manifest.trajectories.update(part["trajectories"])
+            manifest.label_runs.update(part.get("label_runs") or {})
             manifest.files.update(part["files"])
         manifest.trajectories = {s.sample_id: manifest.trajectories[s.sample_id] for s in plan.prepared.sequences}
+        manifest.label_runs = {
+            s.sample_id: manifest.label_runs[s.sample_id]
+            for s in plan.prepared.sequences
+            if s.sample_id in manifest.label_runs
+        }
         manifest.files = dict(sorted(manifest.files.items()))
     manifest.checkpoint_bytes_per_epoch = manifest.checkpoint_bytes(doc["folder"])
     return manifest
@@ -331,7 +337,8 @@ def _replay_part(samples, doc, index, progress):
     replay_and_score(doc["folder"], manifest, shard.sequences, plan.device, audit.precision, progress,
                      audit.threshold_value, audit.peer_scores)  # fmt: skip
     files = {rel: manifest.files[rel] for rel in manifest.trajectories.values()}
-    part = {"trajectories": manifest.trajectories, "files": files}
+    label_runs = {sid: manifest.label_runs[sid] for sid in manifest.trajectories if sid in manifest.label_runs}
+    part = {"trajectories": manifest.trajectories, "files": files, "label_runs": label_runs}
     atomic_write_json(os.path.join(doc["folder"], "parts", f"replay_{index:03d}.json"), part)
 
 
@@ -341,12 +348,13 @@ def _merge_part(samples, doc, index, progress):
     dataset = samples._dataset
     manifest = _assembled(doc, plan, replays=True)
     route = manifest.fold_router()
+    counts = procedure_counts(manifest)
     videos = {}
     with progress.stage("replay", len(plan.prepared.sequences), "videos") as stage:
         for s in plan.prepared.sequences:
             path = manifest.verified_path(doc["folder"], manifest.trajectories[s.sample_id])
             videos[s.sample_id] = score_file(
-                s.sample_id, path, manifest, route(s.sample_id), audit.threshold_value, audit.peer_scores
+                s.sample_id, path, manifest, route(s.sample_id), audit.threshold_value, audit.peer_scores, counts
             )
             stage.update()
     manifest.seconds = round(time.time() - doc["started"], 2)

@@ -129,7 +129,7 @@ def plan_training(
         raise CSLError("the 'mistakenness' peer needs every frame labelled; it does not apply with sparse_labels")
     if spec.sparse_labels and ERROR_PROB in peer_scores:
         raise CSLError("simulation needs every frame labelled; it does not apply with sparse_labels")
-    names = RunNames(csl_field, tuple(peer_scores), sparse=spec.sparse_labels)
+    names = RunNames(csl_field, tuple(peer_scores), sparse=spec.sparse_labels, decoded=True)
     _check_new_outputs(dataset, names, protected, overwrite)
     store = RunStore(str(dataset._doc.id), csl_field, run_dir)
     prepared = prepare(samples, label_field, classes, spec, device)

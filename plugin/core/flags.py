@@ -44,6 +44,8 @@ class SuspectSegment:
     the video's scored frames (``stop`` exclusive). For a ``boundary``
     segment, ``suggested_boundary`` is the frame number where the models
     place the change of label: the first frame of the later phase.
+    ``proposed`` (suspects of the decoder) holds the label it proposes for
+    each of its frames; ``evidence`` ranks suspects, strongest first.
     """
 
     sample_id: str
@@ -57,6 +59,9 @@ class SuspectSegment:
     suggested_label: str
     error_type: str
     suggested_boundary: int | None = None
+    proposed: np.ndarray | None = None  # the decoder's class index of each scored frame in [start, stop)
+    partner: tuple | None = None  # a disorder's other half (first, last) when it is another suspect
+    evidence: float | None = None  # how strongly the labels are wrong (nats); ranks suspects
 
 
 def _runs(mask: np.ndarray, max_gap: int):

@@ -37,6 +37,10 @@ class Manifest:
             detector's per-frame error probabilities and kinds
         labelled_fraction: with sparse labels, ``{sample_id: share of the
             sampled frames that carry a label}``
+        label_runs: ``{sample_id: [[class, length], ...]}``, the run-length
+            code of each trajectory's given labels (the procedure the
+            decoder learns; empty in runs of earlier versions, which flag by
+            the CSL rules)
     """
 
     dataset_id: str | None
@@ -56,6 +60,7 @@ class Manifest:
     simulation: dict | None = None
     error_probs: dict = field(default_factory=dict)
     labelled_fraction: dict = field(default_factory=dict)
+    label_runs: dict = field(default_factory=dict)
     seconds: float | None = None
     method: str = METHOD
     format: int = MANIFEST_FORMAT

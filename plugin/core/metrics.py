@@ -300,3 +300,73 @@ def segment_report(videos) -> dict:
     report.update(flags=flags, flag_precision=true_flags / flags if flags else float("nan"))
     report["by_kind"] = {kind: finish(r) for kind, r in sorted(counts.items()) if kind != "all"}
     return report
+
+
+def proposal(segment, classes: list) -> np.ndarray:
+    """The class index an accept writes on each scored frame of a suspect:
+    the decoder's per-frame proposal, else its one suggested label."""
+    proposed = getattr(segment, "proposed", None)
+    if proposed is not None:
+        return np.asarray(proposed, dtype=np.int64)
+    return np.full(segment.stop - segment.start, classes.index(segment.suggested_label), dtype=np.int64)
+
+
+def fix_report(videos, classes: list) -> dict:
+    """What accepting the suspects' fixes does, against the injected truth.
+
+    Args:
+        videos: iterable of ``(segments, given, clean, error_types,
+            frame_numbers)`` per video: its suspects, the (T,) given and true
+            class indices of its scored frames, their (T,) injected type or
+            ``""``, and their frame numbers
+        classes: the class names
+
+    Returns:
+        ``fix_right``: share of found events whose most overlapping suspect
+        fixes them (a mislabel or disorder: 80%+ of its frames get their true
+        label; a boundary shift: all but 2 of its frames, or a suggested
+        boundary within 2 frames of the true one), also ``by_kind``;
+        ``wrong_before`` / ``wrong_after``: wrong frames before and after
+        accepting every suspect; ``right_broken``: right frames it makes wrong
+    """
+    counts = {}
+    wrong_before = wrong_after = broken = right = 0
+    for segments, given, clean, error_types, frame_numbers in videos:
+        given, clean = np.asarray(given), np.asarray(clean)
+        fixed = given.copy()
+        for s in segments:
+            fixed[s.start : s.stop] = proposal(s, classes)
+        wrong_before += int((given != clean).sum())
+        wrong_after += int((fixed != clean).sum())
+        broken += int(((given == clean) & (fixed != clean)).sum())
+        right += int((given == clean).sum())
+        for a, b, kind in error_events(error_types):
+            overlaps = [(min(s.stop, b) - max(s.start, a), s) for s in segments]
+            overlaps = [(o, s) for o, s in overlaps if o > 0]
+            if not overlaps:
+                continue
+            flag = max(overlaps, key=lambda p: p[0])[1]
+            after = given[a:b].copy()
+            lo, hi = max(a, flag.start), min(b, flag.stop)
+            after[lo - a : hi - a] = proposal(flag, classes)[lo - flag.start : hi - flag.start]
+            hits = int((after == clean[a:b]).sum())
+            if kind == "boundary":
+                ok = hits >= (b - a) - 2
+                true = _true_boundary(clean, a, b)
+                if not ok and flag.suggested_boundary is not None and true is not None:
+                    ok = abs(int(flag.suggested_boundary) - int(frame_numbers[true])) <= 2
+            else:
+                ok = hits >= 0.8 * (b - a)
+            for key in (kind, "all"):
+                r = counts.setdefault(key, [0, 0])
+                r[0] += 1
+                r[1] += int(ok)
+    ratio = lambda r: r[1] / r[0] if r[0] else float("nan")  # noqa: E731
+    return dict(
+        fix_right=ratio(counts.get("all", [0, 0])),
+        by_kind={k: ratio(r) for k, r in sorted(counts.items()) if k != "all"},
+        wrong_before=wrong_before,
+        wrong_after=wrong_after,
+        right_broken=broken,
+        right_frames=right,
+    )

@@ -37,6 +37,9 @@ class VideoScores:
     _trajectory: Trajectory | None = None
     error_kind: np.ndarray | None = None
     predictions: Predictions | None = None
+    decoded: np.ndarray | None = None  # the decoder's class of every scored frame
+    wrong_prob: np.ndarray | None = None  # the posterior probability that a frame's given label is wrong
+    decoded_confidence: np.ndarray | None = None  # the posterior probability of the decoded class
 
     @property
     def trajectory(self) -> Trajectory:
@@ -80,9 +83,10 @@ class CSLResults:
         )
 
     def segments(self) -> list:
-        """All suspect segments, highest mean CSL first."""
+        """All suspect segments, strongest first (the decoder's evidence,
+        then mean CSL)."""
         out = [s for v in self.videos.values() for s in v.segments]
-        return sorted(out, key=lambda s: -s.mean_score)
+        return sorted(out, key=lambda s: (-(s.evidence if s.evidence is not None else 0.0), -s.mean_score))
 
     def top_segments(self, k: int = 10) -> list:
         return self.segments()[:k]

@@ -37,7 +37,7 @@ from .corrupt import inject_per_sequence
 from .errors import CSLError
 from .manifest import Manifest
 from .metrics import error_events
-from .stages import ERROR_PROB, check_folds, flag_video, replay_and_score, train_into
+from .stages import ERROR_PROB, check_folds, flag_video, procedure_counts, replay_and_score, train_into
 
 KINDS = dynamics.KINDS
 SHARE = (0.1, 0.2)
@@ -202,8 +202,9 @@ def simulate_and_flag(run_dir, manifest: Manifest, sequences, config, device, pr
         threshold, target_precision,
     )  # fmt: skip
     route = manifest.fold_router()
+    counts = procedure_counts(manifest)
     for sid, v in videos.items():  # the scores stand; only the flags follow the new threshold
         v.segments = flag_video(sid, v.frame_numbers, v.labels, v.scores["csl"], v.trajectory.mean_probs, manifest,
-                                route(sid), sim.report["threshold"])  # fmt: skip
+                                route(sid), sim.report["threshold"], counts)  # fmt: skip
         v.scores[ERROR_PROB], v.error_kind = sim.error_prob[sid], sim.error_kind[sid]
     return videos, sim

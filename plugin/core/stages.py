@@ -12,7 +12,9 @@ import os
 import numpy as np
 
 from . import dynamics
+from . import edits as fcedits
 from . import flags as fcflags
+from . import procedure as fcproc
 from . import scores as fcscores
 from . import sequences as fcseq
 from . import train as fctrain
@@ -105,6 +107,9 @@ def replay_and_score(run_dir, manifest: Manifest, sequences, device, precision, 
     Returns ``{sample_id: VideoScores}`` in the order of ``sequences``.
     """
     route = manifest.fold_router()
+    for s in sequences:  # the procedure is learned from every video's labels, before the first is flagged
+        manifest.label_runs[s.sample_id] = fcproc.label_runs(fcseq.given_labels(s))
+    counts = procedure_counts(manifest, sequences)
     # one fold after another, then new videos: each fold's stack loads once
     ordered = sorted(sequences, key=lambda s: (len(route(s.sample_id)), route(s.sample_id)))
     replayer = Replayer(run_dir, manifest, device, precision)
@@ -118,10 +123,21 @@ def replay_and_score(run_dir, manifest: Manifest, sequences, device, precision, 
             path = save_trajectory(run_dir, manifest, s, trajectory)
             videos[s.sample_id] = score_video(
                 s.sample_id, s.frame_numbers, s.labels, trajectory, manifest, folds, threshold, peer_scores, path,
-                s.labelled,
+                s.labelled, counts,
             )  # fmt: skip
             stage.update(len(s))
     return {s.sample_id: videos[s.sample_id] for s in sequences}
+
+
+def procedure_counts(manifest: Manifest, sequences=()):
+    """The :class:`~fiftyone_csl.plugin.core.procedure.ProcedureCounts` of
+    every video of the run version (those of ``manifest`` and ``sequences``),
+    or None when one lacks its label runs (a run of an earlier version, which
+    flags by the CSL rules)."""
+    ids = list(dict.fromkeys([*manifest.trajectories, *(s.sample_id for s in sequences)]))
+    if not ids or any(i not in manifest.label_runs for i in ids):
+        return None
+    return fcproc.ProcedureCounts.of_runs([manifest.label_runs[i] for i in ids], len(manifest.classes))
 
 
 def save_trajectory(run_dir, manifest: Manifest, sequence, trajectory) -> str:
@@ -143,7 +159,8 @@ def save_trajectory(run_dir, manifest: Manifest, sequence, trajectory) -> str:
 
 
 def score_video(
-    sample_id, frame_numbers, labels, trajectory, manifest, folds, threshold, peer_scores, path=None, labelled=None
+    sample_id, frame_numbers, labels, trajectory, manifest, folds, threshold, peer_scores, path=None, labelled=None,
+    counts=None,
 ):  # fmt: skip
     """Scores and suspect segments of one video; keeps the trajectory in
     memory only when it has no file ``path``.
@@ -154,7 +171,10 @@ def score_video(
 
     A segment whose given label the scoring checkpoints (those of ``folds``)
     never trained on is typed ``unseen_class``: its high loss says nothing
-    about the label."""
+    about the label.
+
+    With ``counts`` (the run's procedure), suspects come from the decoder
+    and the video's decoded labels and wrong-label probabilities are kept."""
     predictions = None
     if labelled is not None:
         labelled = np.asarray(labelled, dtype=bool)
@@ -167,33 +187,49 @@ def score_video(
     bad = [n for n, v in scores.items() if not np.isfinite(v).all()]
     if bad:
         raise CSLError(f"scores {bad} of {sample_id} are not finite; nothing was written")
-    segments = flag_video(sample_id, frame_numbers, labels, scores["csl"], trajectory.mean_probs, manifest, folds,
-                          threshold)  # fmt: skip
+    segments, decoded, wrong, confidence = flag_video(
+        sample_id, frame_numbers, labels, scores["csl"], trajectory.mean_probs, manifest, folds, threshold, counts,
+        decoded=True,
+    )  # fmt: skip
     return VideoScores(
-        sample_id, frame_numbers, labels, scores, segments, path, None if path else trajectory, None, predictions
-    )
+        sample_id, frame_numbers, labels, scores, segments, path, None if path else trajectory, None, predictions,
+        decoded, wrong, confidence,
+    )  # fmt: skip
 
 
-def flag_video(sample_id, frame_numbers, labels, csl, mean_probs, manifest, folds, threshold) -> list:
-    """Suspect segments of one video at ``threshold``; a segment whose given
-    label the scoring checkpoints (those of ``folds``) never trained on is
-    typed ``unseen_class``."""
-    segments = fcflags.suspect_segments(sample_id, frame_numbers, labels, csl, mean_probs, manifest.classes, threshold)
+def flag_video(sample_id, frame_numbers, labels, csl, mean_probs, manifest, folds, threshold, counts=None,
+               decoded=False):  # fmt: skip
+    """Suspect segments of one video at ``threshold``: with ``counts`` (the
+    run's procedure) the decoder's edits, else the CSL rules'. A segment
+    whose given label the scoring checkpoints (those of ``folds``) never
+    trained on is typed ``unseen_class``. With ``decoded``, returns
+    ``(segments, decoded labels, wrong-label probabilities, decoded-label
+    probabilities)`` (the last three None without ``counts``)."""
+    proposal = wrong = confidence = None
+    if counts is not None:
+        segments, proposal, wrong, confidence = fcedits.decode_suspects(
+            sample_id, frame_numbers, labels, csl, mean_probs, counts, manifest.classes, threshold
+        )
+    else:
+        segments = fcflags.suspect_segments(
+            sample_id, frame_numbers, labels, csl, mean_probs, manifest.classes, threshold
+        )
     unseen = {manifest.classes[c] for c in manifest.unseen_classes(folds)}
     for segment in segments:
         if segment.given_label in unseen:
             segment.error_type = UNSEEN_CLASS
-    return segments
+    return (segments, proposal, wrong, confidence) if decoded else segments
 
 
-def score_file(sample_id, path, manifest: Manifest, folds, threshold, peer_scores) -> VideoScores:
-    """:func:`score_video` of a (verified) trajectory file."""
+def score_file(sample_id, path, manifest: Manifest, folds, threshold, peer_scores, counts=None) -> VideoScores:
+    """:func:`score_video` of a (verified) trajectory file (``counts``: the
+    run's procedure, :func:`procedure_counts`)."""
     with np.load(path) as data:
         frame_numbers, labels = data["frame_numbers"], data["labels"]
         labelled = data["labelled"] if "labelled" in data.files else None
     trajectory = load_trajectory(path, labelled_only=False)
     return score_video(
-        sample_id, frame_numbers, labels, trajectory, manifest, folds, threshold, peer_scores, path, labelled
+        sample_id, frame_numbers, labels, trajectory, manifest, folds, threshold, peer_scores, path, labelled, counts
     )
 
 
@@ -201,13 +237,14 @@ def score_from_files(run_dir, manifest: Manifest, sample_ids, threshold, peer_sc
     """``{sample_id: VideoScores}`` of ``sample_ids`` from a run version's
     trajectory files (each verified against the manifest)."""
     route = manifest.fold_router()
+    counts = procedure_counts(manifest)
     videos = {}
     for sid in sample_ids:
         relpath = manifest.trajectories.get(sid)
         if relpath is None:
             continue
         path = manifest.verified_path(run_dir, relpath)
-        videos[sid] = score_file(sid, path, manifest, route(sid), threshold, peer_scores)
+        videos[sid] = score_file(sid, path, manifest, route(sid), threshold, peer_scores, counts)
         learned = load_error_prob(run_dir, manifest, sid)
         if learned is not None:
             videos[sid].scores[ERROR_PROB], videos[sid].error_kind = learned

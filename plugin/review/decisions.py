@@ -93,8 +93,9 @@ def review_segment(samples, csl_field: str, sample_id: str, first: int, last: in
         csl_field: the run key (a scored run)
         sample_id: the video's id
         first, last: the segment's frames, as in ``<csl_field>_errors``
-        action: ``"accept"`` (write the segment's suggested label on its
-            labelled frames; the segment must be a flagged one), ``"keep"``
+        action: ``"accept"`` (write the segment's proposed labels on its
+            labelled frames, frame by frame where the decoder proposed them,
+            else its suggested label; the segment must be a flagged one), ``"keep"``
             (the given label is right: a false alarm), ``"relabel"`` (write
             ``label``, one of the run's classes) or ``"reviewed"`` (looked
             at; no verdict)
@@ -144,6 +145,8 @@ def review_segment(samples, csl_field: str, sample_id: str, first: int, last: in
         if not any(v is not None for v in current.values()):
             raise CSLError(f"frames {first}-{last} of video {sample_id} carry no label; nothing was written")
         new_label = {"accept": segment["suggested_label"] if segment else None, "relabel": label}.get(action)
+        per_frame = _proposed(segment) if action == "accept" else None
+        target = {f: (per_frame[f - first] if per_frame else new_label) for f in range(first, last + 1)}
 
         # ordered by a number issued under the lock: the history's order is the order of the writes
         seq = 1 + max((d.get("seq") or 0 for d in decision_docs(dataset, names)), default=0)
@@ -160,15 +163,24 @@ def review_segment(samples, csl_field: str, sample_id: str, first: int, last: in
             given_label=segment["given_label"] if segment is not None else _majority(current),
             suggested_label=segment["suggested_label"] if segment is not None else None,
             new_label=new_label,
+            new_labels=per_frame,
             mean_csl=float(segment["mean_csl"]) if segment is not None else None,
             decided_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             previous_labels=[current.get(f) for f in range(first, last + 1)],
             changed_frames=sorted(
-                f for f, v in current.items() if new_label is not None and v is not None and v != new_label
+                f for f, v in current.items() if target[f] is not None and v is not None and v != target[f]
             ),
         )
         writeback.write_decision(dataset, csl_field, "apply", names, config.label_field, decision)
     return _public(decision)
+
+
+def _proposed(segment) -> list | None:
+    """The decoder's label of every frame of a flagged segment, or None (a
+    segment of the CSL rules: one suggested label)."""
+    if segment is None or not segment.has_field("proposed_labels"):
+        return None
+    return list(segment["proposed_labels"] or []) or None
 
 
 def _majority(labels: dict):
@@ -252,7 +264,12 @@ def undo_review(samples, csl_field: str = "csl", decision_id: str | None = None)
                 f"audits '{config.label_field}': undo it by hand or re-audit that field; nothing was changed"
             )
         current = _frame_labels(dataset, target["sample_id"], config.label_field, target["first"], target["last"])
-        moved = [f for f in target["changed_frames"] or [] if current.get(f) != target["new_label"]]
+        written = target.get("new_labels")  # per frame (the decoder's), else one label
+        moved = [
+            f
+            for f in target["changed_frames"] or []
+            if current.get(f) != (written[f - target["first"]] if written else target["new_label"])
+        ]
         if moved:
             raise CSLError(f"frames {moved[:5]} changed since the decision was made; nothing was restored")
         writeback.write_decision(dataset, csl_field, "undo", names, config.label_field, target)

@@ -146,7 +146,7 @@ def label_actively(
         if config.label_field.removeprefix("frames.") != label_field.removeprefix("frames."):
             raise CSLError(f"run '{csl_field}' labels '{config.label_field}', not '{label_field}'")
         replace, owner = True, RunNames.of(config)
-    taken = unowned_outputs(dataset, RunNames(csl_field, sparse=True).with_review(), owner)
+    taken = unowned_outputs(dataset, RunNames(csl_field, sparse=True, decoded=True).with_review(), owner)
     if taken:  # the queue's names too, before the training
         raise CSLError(f"csl_field '{csl_field}' would write into {taken}, which no run of this key created")
     results = run_audit(
@@ -158,7 +158,7 @@ def label_actively(
     fractions = {sid: round(float(p.labelled.mean()), 6) for sid, p in modelled.items()}
     frames = sum(len(p.frame_numbers) for p in modelled.values())
     labelled = sum(int(p.labelled.sum()) for p in modelled.values())
-    names = RunNames(csl_field, sparse=True)
+    names = RunNames(csl_field, sparse=True, decoded=True)
     picks = []
     if budget != 0:
         picks = select_frames_for_review(

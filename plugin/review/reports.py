@@ -17,7 +17,8 @@ def export_suspects(samples, path: str, csl_field: str = "csl") -> int:
     """Writes the suspect segments of run ``csl_field`` on ``samples`` to
     ``path``: CSV (``.csv``) or JSON (``.json``, a list of objects), one row
     per segment with :data:`EXPORT_COLUMNS` (with the review decision
-    covering it, if any), worst first. Frame numbers are 1-based and
+    covering it, if any), strongest first; in CSV, ``proposed_labels`` is
+    ``;``-separated and ``partner`` is ``first-last``. Frame numbers are 1-based and
     inclusive, as in FiftyOne. Returns the number of rows.
 
     For annotation tools that read FiftyOne directly, the saved view
@@ -39,7 +40,13 @@ def export_suspects(samples, path: str, csl_field: str = "csl") -> int:
         else:
             writer = csv.DictWriter(f, fieldnames=EXPORT_COLUMNS)
             writer.writeheader()
-            writer.writerows(rows)
+            for row in rows:  # lists as text: "a;a;b" (labels per frame), "12-30" (a partner's frames)
+                flat = dict(row)
+                if flat.get("proposed_labels") is not None:
+                    flat["proposed_labels"] = ";".join(flat["proposed_labels"])
+                if flat.get("partner") is not None:
+                    flat["partner"] = "-".join(str(int(x)) for x in flat["partner"])
+                writer.writerow(flat)
     return len(rows)
 
 

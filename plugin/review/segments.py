@@ -7,14 +7,19 @@ from ..runs.record import RunNames, get_run_config
 
 EXPORT_COLUMNS = (
     "sample_id", "filepath", "first_frame", "last_frame", "error_type", "given_label", "suggested_label",
-    "suggested_boundary", "mean_csl", "max_csl", "segment_id", "review", "reviewed_at", "queue_rank",
+    "suggested_boundary", "mean_csl", "max_csl", "evidence", "partner", "proposed_labels", "segment_id", "review",
+    "reviewed_at", "queue_rank",
 )  # fmt: skip
 
 
 def suspect_table(samples, csl_field: str = "csl") -> list:
     """The suspect segments of run ``csl_field`` on ``samples`` as rows (dicts
-    with :data:`EXPORT_COLUMNS`), worst (highest mean CSL) first: what an
-    annotation team needs to fix them."""
+    with :data:`EXPORT_COLUMNS`), strongest first (the decoder's evidence,
+    then mean CSL): what an annotation team needs to fix them.
+    ``proposed_labels`` is the label the decoder proposes for every frame
+    ``first_frame..last_frame`` (None for a suspect of the CSL rules), and
+    ``partner`` a disorder's other half ``[first, last]`` when it is another
+    suspect."""
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
     names = RunNames.of(get_run_config(samples, csl_field))
@@ -28,9 +33,16 @@ def suspect_table(samples, csl_field: str = "csl") -> list:
                     error_type=d.label, given_label=d["given_label"], suggested_label=d["suggested_label"],
                     suggested_boundary=d["suggested_boundary"], mean_csl=round(float(d["mean_csl"]), 4),
                     max_csl=round(float(d["max_csl"]), 4), segment_id=d.id,
+                    evidence=_get(d, "evidence"), partner=_get(d, "partner"),
+                    proposed_labels=_get(d, "proposed_labels"),
                 )
             )  # fmt: skip
-    return sorted(rows, key=lambda r: -r["mean_csl"])
+    return sorted(rows, key=lambda r: (-(r["evidence"] or 0.0), -r["mean_csl"]))
+
+
+def _get(d, name):
+    value = d.get_field(name) if d.has_field(name) else None
+    return round(float(value), 3) if name == "evidence" and value is not None else value
 
 
 ORDERS = ("csl", "queue")
@@ -57,7 +69,7 @@ def decision_order(d: dict) -> tuple:
 
 
 def doc_of(sample_id, d) -> dict:
-    keys = ("error_type", "given_label", "suggested_label", "new_label", "mean_csl", "decided_at",
+    keys = ("error_type", "given_label", "suggested_label", "new_label", "new_labels", "mean_csl", "decided_at",
             "previous_labels", "changed_frames", "seq", "label_field", "run_version")  # fmt: skip
     doc = dict(decision_id=d.id, decision=d.label, sample_id=sample_id, first=int(d.support[0]), last=int(d.support[1]))
     doc.update({k: getattr(d, k, None) for k in keys})

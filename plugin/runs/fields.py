@@ -38,9 +38,31 @@ def write_sample_values(dataset, field: str, per_sample: dict) -> None:
     dataset.set_values(field, per_sample, key_field="id")
 
 
-def suspect_detections(segments: list):
-    """Suspect segments of one video -> ``TemporalDetections``."""
+def proposed_labels(segment, frame_numbers: np.ndarray, classes: list) -> list | None:
+    """The decoder's label for every frame ``first..last`` of a suspect (a
+    frame between scored ones takes the nearest scored frame's), or None for
+    a suspect of the CSL rules."""
+    if segment.proposed is None:
+        return None
+    scored = np.asarray(frame_numbers[segment.start : segment.stop], dtype=np.int64)
+    every = np.arange(segment.first, segment.last + 1, dtype=np.int64)
+    values = spread_to_labelled_frames(scored, np.asarray(segment.proposed), every)
+    return [classes[int(c)] for c in values]
+
+
+def suspect_detections(segments: list, frame_numbers=None, classes=None):
+    """Suspect segments of one video -> ``TemporalDetections`` (with the
+    video's scored ``frame_numbers`` and the run's ``classes``, the
+    decoder's per-frame ``proposed_labels``)."""
     import fiftyone as fo  # lazy: importing FiftyOne is slow
+
+    def attributes(s):
+        out = {}
+        if s.proposed is not None and frame_numbers is not None:
+            out["proposed_labels"] = proposed_labels(s, frame_numbers, classes)
+            out["evidence"] = float(s.evidence)
+            out["partner"] = list(s.partner) if s.partner is not None else None
+        return out
 
     return fo.TemporalDetections(
         detections=[
@@ -52,6 +74,7 @@ def suspect_detections(segments: list):
                 given_label=s.given_label,
                 suggested_label=s.suggested_label,
                 suggested_boundary=s.suggested_boundary,
+                **attributes(s),
             )
             for s in segments
         ]

@@ -47,15 +47,53 @@ def write_scores(samples, names: RunNames, label_field: str, videos: dict, class
             fcfields.write_sample_values(
                 dataset, names.mean_field, {s: float(x.mean()) for s, (_, x) in per_sample.items()}
             )
-    write_flags(dataset, names, videos)
+    write_flags(dataset, names, videos, classes)
     if names.sparse:
         write_predictions(dataset, names, videos, classes)
+    if names.decoded:
+        write_decoded(dataset, names, videos, classes, labelled)
 
 
-def write_flags(dataset, names: RunNames, videos: dict) -> None:
+def write_flags(dataset, names: RunNames, videos: dict, classes: list) -> None:
     fcfields.write_sample_values(
-        dataset, names.errors_field, {sid: fcfields.suspect_detections(v.segments) for sid, v in videos.items()}
+        dataset,
+        names.errors_field,
+        {sid: fcfields.suspect_detections(v.segments, v.frame_numbers, classes) for sid, v in videos.items()},
     )
+
+
+def write_decoded(dataset, names: RunNames, videos: dict, classes: list, labelled: dict) -> None:
+    """``frames.<key>_corrected`` (the decoder's label, with its posterior
+    probability as confidence) and ``frames.<key>_wrong_prob`` (the posterior
+    probability that the given label is wrong) on every labelled frame
+    (frames between scored ones take the nearest scored frame's)."""
+    import fiftyone as fo  # lazy: importing FiftyOne is slow
+
+    corrected, wrong = {}, {}
+    for sid, v in videos.items():
+        if v.decoded is None or not len(v.frame_numbers):
+            continue
+        numbers = labelled.get(sid)
+        if numbers is None or not len(numbers):
+            numbers = v.frame_numbers
+        decoded, confidence, probability = (
+            fcfields.spread_to_labelled_frames(v.frame_numbers, np.asarray(x), numbers)
+            for x in (v.decoded, v.decoded_confidence, v.wrong_prob)
+        )
+        corrected[sid] = {
+            int(f): fo.Classification(label=classes[int(c)], confidence=float(q))
+            for f, c, q in zip(numbers, decoded, confidence)
+        }
+        wrong[sid] = {int(f): float(p) for f, p in zip(numbers, probability)}
+    if not corrected:
+        return
+    schema = dataset.get_frame_field_schema() or {}
+    if names.corrected_field not in schema:  # declared, not inferred
+        dataset.add_frame_field(names.corrected_field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    if names.wrong_prob_field not in schema:
+        dataset.add_frame_field(names.wrong_prob_field, fo.FloatField)
+    dataset.set_values(f"frames.{names.corrected_field}", corrected, key_field="id")
+    dataset.set_values(f"frames.{names.wrong_prob_field}", wrong, key_field="id")
 
 
 def stored_summary(dataset, run_key) -> dict:

@@ -40,6 +40,7 @@ class RunNames:
     review: bool = False
     decisions: bool = False
     sparse: bool = False  # sparse labels: predictions on every frame
+    decoded: bool = False  # the decoder's corrected labels and wrong-label probabilities
 
     def score_field(self, name: str) -> str:
         """``csl`` -> ``<key>``, ``csl_smooth`` -> ``<key>_smooth``, ``aum`` -> ``<key>_aum``."""
@@ -66,6 +67,16 @@ class RunNames:
         """Frame-level ``Classification``: the predicted class of every
         sampled frame that carries no label (sparse labels)."""
         return f"{self.key}_propagated"
+
+    @property
+    def corrected_field(self):
+        """Frame-level ``Classification``: the label the decoder proposes."""
+        return f"{self.key}_corrected"
+
+    @property
+    def wrong_prob_field(self):
+        """Frame-level float: the posterior probability that the given label is wrong."""
+        return f"{self.key}_wrong_prob"
 
     @property
     def brain_key(self):
@@ -112,6 +123,8 @@ class RunNames:
             out.append(self.predictions_field)
         if self.sparse:
             out.append(self.propagated_field)
+        if self.decoded:
+            out += [self.corrected_field, self.wrong_prob_field]
         if self.review:
             out.append(self.review_priority_field)
         if self.decisions:
@@ -142,6 +155,12 @@ class RunNames:
     def with_decisions(self) -> "RunNames":
         return replace(self, decisions=True)
 
+    @staticmethod
+    def decodes(key: str, fields) -> bool:
+        """True if a run's recorded ``fields`` include the decoder's (runs of
+        earlier versions have none)."""
+        return f"{key}_corrected" in ((fields or {}).get("frames") or [])
+
     @classmethod
     def of(cls, config) -> "RunNames":
         """The names a registered run owns, from its run config."""
@@ -149,6 +168,7 @@ class RunNames:
         return cls(
             config.csl_field, tuple(config.peer_scores or ()), bool(getattr(config, "review", None)),
             bool(getattr(config, "decisions", None)), bool(features.get("sparse_labels")),
+            cls.decodes(config.csl_field, getattr(config, "fields", None)),
         )  # fmt: skip
 
 

@@ -249,6 +249,8 @@ def _merge(dataset, store, staging, manifest, current, previous) -> Manifest:
         if sid not in manifest.trajectories:
             manifest.trajectories[sid] = rel
             manifest.files[rel] = now.files[rel]
+            if sid in now.label_runs:
+                manifest.label_runs[sid] = now.label_runs[sid]
     for rel, sha in now.files.items():
         if keep(rel):
             manifest.files.setdefault(rel, sha)
@@ -260,7 +262,7 @@ def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
     run = entry["run"]
     names = RunNames(
         run["csl_field"], tuple(run["peer_scores"]), bool(run.get("review")), bool(run.get("decisions")),
-        bool((run.get("features") or {}).get("sparse_labels")),
+        bool((run.get("features") or {}).get("sparse_labels")), RunNames.decodes(run["csl_field"], run.get("fields")),
     )  # fmt: skip
     old = RunNames(**entry["old_names"]) if entry.get("old_names") else None
     previous_results = outputs.stored_summary(dataset, names.key) if entry.get("keep_evaluation") else {}
@@ -284,7 +286,7 @@ def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
         if videos is None:
             videos = score_from_files(run["run_dir"], manifest, ids, threshold, names.peer_scores)
         if entry.get("flags_only"):
-            outputs.write_flags(dataset, names, videos)
+            outputs.write_flags(dataset, names, videos, manifest.classes)
         else:
             samples = dataset.select(ids)
             outputs.add_mistakenness(samples, names, run["label_field"], videos, manifest.classes)
@@ -360,6 +362,8 @@ def _apply_decision(dataset, entry: dict) -> None:
     targets = {}
     if undo:
         targets = {f: d["previous_labels"][f - first] for f in d["changed_frames"] or []}
+    elif d.get("new_labels"):  # the decoder's label frame by frame
+        targets = {f: d["new_labels"][f - first] for f in d["changed_frames"] or []}
     elif d["new_label"] is not None:
         targets = {f: d["new_label"] for f in d["changed_frames"] or []}
     sample = dataset[d["sample_id"]]
@@ -374,9 +378,9 @@ def _apply_decision(dataset, entry: dict) -> None:
         dets.append(
             fo.TemporalDetection(
                 _id=ObjectId(d["decision_id"]), label=d["decision"], support=[first, last],
-                **{k: d[k] for k in ("error_type", "given_label", "suggested_label", "new_label", "mean_csl",
-                                     "decided_at", "previous_labels", "changed_frames", "seq", "label_field",
-                                     "run_version") if k in d},
+                **{k: d[k] for k in ("error_type", "given_label", "suggested_label", "new_label", "new_labels",
+                                     "mean_csl", "decided_at", "previous_labels", "changed_frames", "seq",
+                                     "label_field", "run_version") if k in d},
             )
         )  # fmt: skip
     sample[names.decisions_field] = fo.TemporalDetections(detections=dets)

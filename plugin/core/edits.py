@@ -1,0 +1,153 @@
+"""Suspects as edits: the differences between a video's given labels and the
+label sequence the decoder proposes (:mod:`~fiftyone_csl.plugin.core.procedure`),
+each typed, fixed frame by frame and weighed.
+
+A suspect is a stretch of frames where the decoded label differs from the
+given one (stretches at most ``max_gap`` agreeing frames apart are one).
+Its kind:
+
+- ``boundary``: one given label replaced by the label across an adjacent
+  change of given label, and not the whole run of it: the change moves;
+  ``suggested_boundary`` is the first frame of the later phase as decoded;
+- ``disorder``: it swaps labels with another stretch of the video (given
+  ``a`` decoded ``b`` here, given ``b`` decoded ``a`` there, inside the same
+  suspect or in ``partner``, the other suspect's frames);
+- ``mislabel``: otherwise.
+
+Its evidence is the log-likelihood ratio of the proposed labels against the
+given ones over the suspect (emissions and the transitions into, inside and
+out of it), in nats; the proposal of every frame is kept, so a swapped pair
+is fixed by two labels.
+"""
+
+import numpy as np
+
+from . import procedure as fcproc
+from .flags import SuspectSegment, _runs
+
+MIN_EVIDENCE = 4.0
+"""Least log-likelihood ratio (nats) of a suspect's proposed labels over its
+given ones; chosen on the benchmarks (benchmarks/README.md, decoder rows)."""
+
+
+GATE = 0.0
+"""A frame is changed only when its CSL exceeds ``GATE`` x the threshold."""
+
+
+def _blocks(given: np.ndarray, decoded: np.ndarray, start: int, stop: int) -> list:
+    """``[(a, b, given, decoded)]``: runs of one (given, decoded) pair among
+    the differing frames of ``[start, stop)``."""
+    out = []
+    t = start
+    while t < stop:
+        if given[t] == decoded[t]:
+            t += 1
+            continue
+        u = t
+        while u < stop and given[u] == given[t] and decoded[u] == decoded[t]:
+            u += 1
+        out.append((t, u, int(given[t]), int(decoded[t])))
+        t = u
+    return out
+
+
+def _is_boundary(given: np.ndarray, a: int, b: int, g: int, d: int) -> int | None:
+    """The index of the moved change when the block ``[a, b)`` (given ``g``,
+    decoded ``d``) moves a change of given label, else None."""
+    n = len(given)
+    before = given[a - 1] if a > 0 else -1
+    after = given[b] if b < n else -1
+    if before == d and after == g:  # d d | g g g -> d d d d | g: the later phase starts at b
+        return b
+    if after == d and before == g:  # g g g | d d -> g | d d d d: the later phase starts at a
+        return a
+    return None
+
+
+def suspect_edits(sample_id, frame_numbers, labels, decoded, emission, model, csl, classes, threshold,
+                  max_gap: int = 2, min_evidence: float | None = None, min_excess: float = 0.0) -> list:  # fmt: skip
+    """The suspects of one video as :class:`SuspectSegment` objects (with
+    ``proposed``, ``partner`` and ``evidence`` set). With ``min_excess``, a
+    suspect also needs that much CSL above ``threshold`` summed over its
+    frames."""
+    min_evidence = MIN_EVIDENCE if min_evidence is None else float(min_evidence)
+    labels = np.asarray(labels, dtype=np.int64)
+    decoded = np.asarray(decoded, dtype=np.int64)
+    regions = _runs(labels != decoded, max_gap)
+    found = []
+    for start, stop in regions:
+        blocks = _blocks(labels, decoded, start, stop)
+        hybrid = labels.copy()
+        hybrid[start:stop] = decoded[start:stop]
+        lo, hi = max(0, start - 1), min(len(labels), stop + 1)
+        evidence = model.path_score(emission, hybrid, lo, hi) - model.path_score(emission, labels, lo, hi)
+        found.append((start, stop, blocks, evidence))
+    pairs = {(g, d) for *_, blocks, _ in found for _, _, g, d in blocks}
+    out = []
+    for i, (start, stop, blocks, evidence) in enumerate(found):
+        if evidence < min_evidence:
+            continue
+        if min_excess > 0 and np.clip(np.asarray(csl[start:stop]) - threshold, 0, None).sum() < min_excess:
+            continue
+        inside = {(g, d) for _, _, g, d in blocks}
+        error_type, boundary, partner = "mislabel", None, None
+        if any((d, g) in inside for g, d in inside):
+            error_type = "disorder"
+        elif any((d, g) in pairs for g, d in inside):
+            error_type = "disorder"
+            for j, (s2, t2, b2, _) in enumerate(found):
+                if j != i and any((d, g) in {(x[2], x[3]) for x in b2} for g, d in inside):
+                    partner = (int(frame_numbers[s2]), int(frame_numbers[t2 - 1]))
+                    break
+        elif len(blocks) == 1:
+            a, b, g, d = blocks[0]
+            index = _is_boundary(labels, a, b, g, d)
+            if index is not None:
+                error_type = "boundary"
+                boundary = int(frame_numbers[min(index, len(frame_numbers) - 1)])
+        changed = labels[start:stop] != decoded[start:stop]
+        given = int(np.bincount(labels[start:stop][changed], minlength=len(classes)).argmax())
+        suggested = int(np.bincount(decoded[start:stop][changed], minlength=len(classes)).argmax())
+        seg_scores = np.asarray(csl[start:stop], dtype=np.float64)
+        segment = SuspectSegment(
+            sample_id=sample_id,
+            first=int(frame_numbers[start]),
+            last=int(frame_numbers[stop - 1]),
+            start=int(start),
+            stop=int(stop),
+            mean_score=float(seg_scores.mean()),
+            max_score=float(seg_scores.max()),
+            given_label=classes[given],
+            suggested_label=classes[suggested],
+            error_type=error_type,
+            suggested_boundary=boundary,
+        )
+        segment.proposed = decoded[start:stop].copy()
+        segment.partner = partner
+        segment.evidence = float(evidence)
+        out.append(segment)
+    return out
+
+
+def decode_suspects(sample_id, frame_numbers, labels, csl, mean_probs, counts, classes, threshold,
+                    min_evidence: float | None = None, min_excess: float = 0.0, weight=None,
+                    gate: float | None = None) -> tuple:  # fmt: skip
+    """Decodes one video with the procedure of the other videos (``counts``
+    of every video, this one included, less this one's) and returns
+    ``(suspects, decoded, wrong_prob, confidence)``: the video's suspects,
+    its proposed class per scored frame, per frame the posterior probability
+    that its given label is wrong, and that of the proposed class."""
+    labels = np.asarray(labels, dtype=np.int64)
+    model = counts.without(fcproc.label_runs(labels)).model(weight)
+    decoded, posterior, emission = fcproc.decode(mean_probs, model)
+    gate = GATE if gate is None else gate
+    if gate > 0:  # a frame the models were sure of keeps its given label
+        decoded = np.where(np.asarray(csl) > gate * threshold, decoded, labels)
+    frames = np.arange(len(labels))
+    wrong = 1.0 - posterior[frames, labels]
+    confidence = posterior[frames, decoded].astype(np.float32)
+    suspects = suspect_edits(
+        sample_id, frame_numbers, labels, decoded, emission, model, csl, classes, threshold,
+        min_evidence=min_evidence, min_excess=min_excess,
+    )  # fmt: skip
+    return suspects, decoded, np.clip(wrong, 0.0, 1.0).astype(np.float32), confidence
