@@ -39,7 +39,7 @@ import sources  # noqa: E402
 from fiftyone_csl.plugin.core import metrics  # noqa: E402
 from fiftyone_csl.plugin.core import procedure as fcproc  # noqa: E402
 from fiftyone_csl.plugin.core.corrupt import inject, inject_per_sequence  # noqa: E402
-from fiftyone_csl.plugin.core.edits import MIN_EVIDENCE, decode_suspects  # noqa: E402
+from fiftyone_csl.plugin.core.edits import GATE, MIN_EVIDENCE, decode_suspects  # noqa: E402
 from fiftyone_csl.plugin.core.flags import suspect_segments  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,7 +49,13 @@ CONDITIONS = {
     "three_weak": dict(weak=True),
     "clean_weak": dict(weak=True, clean=True),
 }
-EVIDENCE = (2.0, 4.0, 8.0, 16.0)
+# decoder variants: (name, min_evidence, gate); the first is the default
+VARIANTS = (
+    ("decoder", None, None),
+    ("decoder@4", 4.0, None),
+    ("decoder@16", 16.0, None),
+    ("decoder-ungated", None, 0.0),
+)
 
 
 def _inject(clean, settings, num_classes, rng):
@@ -94,7 +100,7 @@ def run_one(source, condition, seed, epochs, folds):
     names = list(results.videos)
     counts = fcproc.ProcedureCounts.of_runs([fcproc.label_runs(g) for g in given], len(classes))
     threshold = results.threshold
-    rules, decoded = [], {e: [] for e in EVIDENCE}
+    rules, decoded = [], {name: [] for name, *_ in VARIANTS}
     csl_all, wrong_all, is_error = [], [], []
     for n, g, c, t in zip(names, given, clean, types):
         v = results.videos[n]
@@ -102,10 +108,12 @@ def run_one(source, condition, seed, epochs, folds):
         csl = v.scores["csl"]
         rule = suspect_segments(n, v.frame_numbers, v.labels, csl, probs, classes, threshold)
         rules.append((rule, g, c, t, v.frame_numbers))
-        for e in EVIDENCE:
-            found, _, wrong, _ = decode_suspects(n, v.frame_numbers, v.labels, csl, probs, counts, classes, threshold,
-                                              min_evidence=e)  # fmt: skip
-            decoded[e].append((found, g, c, t, v.frame_numbers))
+        for name, evidence, gate in VARIANTS:
+            found, _, p_wrong, _ = decode_suspects(n, v.frame_numbers, v.labels, csl, probs, counts, classes,
+                                                   threshold, min_evidence=evidence, gate=gate)  # fmt: skip
+            decoded[name].append((found, g, c, t, v.frame_numbers))
+            if name == "decoder":
+                wrong = p_wrong
         csl_all.append(csl)
         wrong_all.append(wrong)
         is_error.append(t != "")
@@ -116,7 +124,7 @@ def run_one(source, condition, seed, epochs, folds):
         "decoder_wrong_prob": metrics.frame_auroc_ap(np.concatenate(wrong_all), truth)["auroc"],
     }
     row["rules"] = judge(rules, classes)
-    row["decoder"] = {str(e): judge(decoded[e], classes) for e in EVIDENCE}
+    row["decoder"] = {name: judge(decoded[name], classes) for name, *_ in VARIANTS}
     return row
 
 
@@ -129,8 +137,8 @@ def summarise(rows):
     for entry in out.values():
         runs = entry.pop("runs")
         methods = {"rules": [r["rules"] for r in runs]}
-        for e in EVIDENCE:
-            methods[f"decoder@{e:g}"] = [r["decoder"][str(e)] for r in runs]
+        for name, *_ in VARIANTS:
+            methods[name] = [r["decoder"][name] for r in runs]
         entry["methods"] = {}
         for m, reports in methods.items():
             mean = lambda k, rs=reports: float(np.nanmean([r[k] for r in rs]))  # noqa: E731
@@ -185,7 +193,7 @@ def main():
                 print(source, condition, seed, row["seconds"], "s", flush=True)
     summary = summarise(rows)
     report = dict(
-        epochs=epochs, folds=folds, min_evidence_default=MIN_EVIDENCE, summary=summary, runs=rows,
+        epochs=epochs, folds=folds, min_evidence_default=MIN_EVIDENCE, gate_default=GATE, summary=summary, runs=rows,
         command=" ".join(["benchmarks/decoder.py", *sys.argv[1:]]),
     )  # fmt: skip
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

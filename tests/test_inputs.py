@@ -26,6 +26,10 @@ def test_temporal_detections_labels(scratch):
     assert scratch.count("frames.csl") == scratch.count("frames.phase")
     scores, types = metrics.frame_ground_truth(scratch, "phase_error", results)
     assert metrics.detection_report(scores, types)["all"]["auroc"] >= 0.9
+    # the decoder works on the frames of sample-level TemporalDetections too
+    assert scratch.count("frames.csl_corrected") == scratch.count("frames.phase")
+    wrong = np.concatenate([v.wrong_prob for v in results.videos.values()])
+    assert metrics.frame_auroc_ap(wrong, types != "")["auroc"] >= 0.85
 
 
 def test_stride_scores_sampled_frames_and_fills_the_rest(scratch):
