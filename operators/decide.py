@@ -4,7 +4,14 @@ reviewed) and undo decisions."""
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..plugin.review.decisions import ACTIONS, review_segment, review_segments, suspect_segments, undo_review
+from ..plugin.review.decisions import (
+    ACTIONS,
+    list_decisions,
+    review_segment,
+    review_segments,
+    suspect_segments,
+    undo_review,
+)
 from ..plugin.runs.record import get_run_config
 from . import common
 
@@ -78,6 +85,8 @@ class ReviewSegment(foo.Operator):
         key, action, label = p["csl_field"], p["action"], p.get("label") if p["action"] == "relabel" else None
         if p.get("scope", "one") == "all":
             decisions = review_segments(ctx.target_view(), key, action, label=label)
+        elif not p.get("segment"):  # the form said there is none: nothing to decide, no error
+            return {"decisions": 0, "labels_changed": 0, "message": "No undecided suspect segment here"}
         else:
             sid, first, last = p["segment"].split(":")
             decisions = [review_segment(ctx.dataset, key, sid, int(first), int(last), action, label)]
@@ -88,6 +97,8 @@ class ReviewSegment(foo.Operator):
         outputs = types.Object()
         outputs.int("decisions", label="Segments decided")
         outputs.int("labels_changed", label="Frame labels changed")
+        if ctx.results.get("message"):
+            outputs.str("message", label="Note")
         return types.Property(outputs)
 
     def __call__(self, sample_collection, csl_field="csl", action="accept", segment=None, label=None):
@@ -132,6 +143,8 @@ class UndoReview(foo.Operator):
         return types.Property(inputs, view=types.View(label="CSL: undo the last review decision"))
 
     def execute(self, ctx):
+        if not list_decisions(ctx.target_view(), ctx.params["csl_field"]):  # nothing to undo is not an error
+            return {"undone": "nothing: no review decision on these videos", "labels_restored": 0}
         d = undo_review(ctx.target_view(), ctx.params["csl_field"])
         ctx.trigger("reload_samples")
         return {

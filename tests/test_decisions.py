@@ -284,3 +284,26 @@ def test_two_processes_deciding_one_segment_at_once_leave_an_undoable_history(re
     while fcsl.list_decisions(reviewable, "csl"):  # newest first, each one undoable
         fcsl.undo_review(reviewable, "csl")
     assert labels_of(reviewable) == before
+
+
+def test_the_review_operators_with_nothing_to_do_say_so_instead_of_failing(reviewable):
+    import fiftyone.operators as foo
+
+    uri = operator_uri("")
+    review, undo = foo.get_operator(uri + "review_segment"), foo.get_operator(uri + "undo_review")
+    before = labels_of(reviewable)
+    out = undo(reviewable, "csl")
+    assert out.error is None, out.error_message
+    assert out.result["labels_restored"] == 0 and out.result["undone"].startswith("nothing")
+    assert review(reviewable, "csl", "keep").error is None  # every suspect decided: none is left
+    kept = fcsl.list_decisions(reviewable, "csl")
+    out = common_execute_one_without_segment(review, reviewable)
+    assert out.error is None, out.error_message
+    assert out.result["decisions"] == 0 and "No undecided" in out.result["message"]
+    assert labels_of(reviewable) == before and fcsl.list_decisions(reviewable, "csl") == kept
+
+
+def common_execute_one_without_segment(review, dataset):
+    from fiftyone_csl.operators import common
+
+    return common.execute_twin(review, dataset, dict(csl_field="csl", action="keep", scope="one"))
