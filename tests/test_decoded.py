@@ -66,3 +66,20 @@ def test_accept_writes_the_proposed_label_of_every_frame_and_undo_restores_them(
     assert decision["changed_frames"] == [f for f in range(1, 11) if given[f - 1] != proposal[f - 1]]
     fcsl.undo_review(scratch, "k")
     assert _labels(scratch) == before
+
+
+def test_a_refresh_decodes_with_the_procedure_of_every_video_as_a_load_does(scratch):
+    fcsl.compute_csl(scratch, "phase", "k", **TINY)
+    rows = [r for r in fcsl.suspect_segments(scratch, "k") if r["suggested_label"] != r["given_label"]]
+    assert rows, "the audit needs a suspect to accept"
+    fcsl.review_segment(scratch, "k", rows[0]["sample_id"], rows[0]["first_frame"], rows[0]["last_frame"], "accept")
+    refreshed = fcsl.refresh_scores(scratch, "k")
+    assert list(refreshed.videos) == [rows[0]["sample_id"]]  # only the fixed video is replayed
+    loaded = fcsl.load_csl_results(scratch, "k")
+
+    def key(segments):
+        return [(s.first, s.last, s.error_type, list(s.proposed)) for s in segments]
+
+    for sid, video in refreshed.videos.items():
+        assert key(video.segments) == key(loaded.videos[sid].segments)
+        assert (video.wrong_prob == loaded.videos[sid].wrong_prob).all()

@@ -100,7 +100,7 @@ def replay_checkpoints(
             return not rel.startswith(("trajectories/", "error_probs/"))
 
         replay_manifest = dataclasses.replace(
-            manifest, trajectories={}, error_probs={}, simulation=None,
+            manifest, trajectories={}, error_probs={}, simulation=None, label_runs=dict(manifest.label_runs),
             files={k: v for k, v in manifest.files.items() if shared(k)},
         )  # fmt: skip
         if prepared.spec.sparse_labels:  # the labels may have grown since the training

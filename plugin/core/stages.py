@@ -131,12 +131,14 @@ def replay_and_score(run_dir, manifest: Manifest, sequences, device, precision, 
 
 def procedure_counts(manifest: Manifest, sequences=()):
     """The :class:`~fiftyone_csl.plugin.core.procedure.ProcedureCounts` of
-    every video of the run version (those of ``manifest`` and ``sequences``),
-    or None when one lacks its label runs (a run of an earlier version, which
-    flags by the CSL rules)."""
-    ids = list(dict.fromkeys([*manifest.trajectories, *(s.sample_id for s in sequences)]))
-    if not ids or any(i not in manifest.label_runs for i in ids):
+    every video of the run version (those of ``manifest``, also those a
+    replay of some videos carries over, and ``sequences``), or None when one
+    lacks its label runs (a run of an earlier version, which flags by the CSL
+    rules)."""
+    scored = [*manifest.trajectories, *(s.sample_id for s in sequences)]
+    if not scored or any(i not in manifest.label_runs for i in scored):
         return None
+    ids = list(dict.fromkeys([*manifest.label_runs, *scored]))
     return fcproc.ProcedureCounts.of_runs([manifest.label_runs[i] for i in ids], len(manifest.classes))
 
 
