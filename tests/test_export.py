@@ -16,7 +16,7 @@ def _segments(dataset):
     return out
 
 
-def test_csv_and_json_hold_every_suspect_segment_worst_first(audited, tmp_path):
+def test_csv_and_json_hold_every_suspect_segment_strongest_first(audited, tmp_path):
     dataset = audited[0]
     expected = _segments(dataset)
     assert expected, "the audited demo has no suspect segment"
@@ -31,8 +31,8 @@ def test_csv_and_json_hold_every_suspect_segment_worst_first(audited, tmp_path):
             for r in rows
         }  # fmt: skip
         assert got == expected
-        means = [float(r["mean_csl"]) for r in rows]
-        assert means == sorted(means, reverse=True)
+        order = [(-float(r["evidence"] or 0), -float(r["mean_csl"])) for r in rows]  # strongest first
+        assert order == sorted(order)
         paths = dict(zip(*dataset.values(["id", "filepath"])))
         assert all(r["filepath"] == paths[r["sample_id"]] for r in rows)
     assert sorted(os.listdir(tmp_path)) == ["suspects.csv", "suspects.json"]  # no temporary file left

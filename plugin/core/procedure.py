@@ -27,6 +27,9 @@ sometimes wrong)."""
 
 SMOOTHING = 0.5
 
+SHARE_FLOOR = 0.1
+"""Least frame share of a class in the emission, as a fraction of ``1 / C``."""
+
 EMISSION_WEIGHT = 1.0
 """Weight of the models' evidence against the procedure's (frames' class
 probabilities are correlated in time, so their sum overstates it)."""
@@ -99,7 +102,9 @@ class ProcedureCounts:
         moves = moves + SMOOTHING * (1 - np.eye(c))
         moves = moves / moves.sum(1, keepdims=True) * (1 - stay)[:, None]
         trans = moves + np.diag(stay)
-        share = (self.frames + 1.0) / (all_frames + c)
+        # a class rare in the other videos' labels (or absent: seen in this video only) is not made
+        # likely by dividing by its tiny share: shares are floored at SHARE_FLOOR / C
+        share = np.maximum((self.frames + 1.0) / (all_frames + c), SHARE_FLOOR / c)
         return ProcedureModel(
             log_start=np.log((self.start + SMOOTHING) / (self.start.sum() + SMOOTHING * c)),
             log_end=np.log((self.end + SMOOTHING) / (self.end.sum() + SMOOTHING * c)),
