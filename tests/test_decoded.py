@@ -83,3 +83,21 @@ def test_a_refresh_decodes_with_the_procedure_of_every_video_as_a_load_does(scra
     for sid, video in refreshed.videos.items():
         assert key(video.segments) == key(loaded.videos[sid].segments)
         assert (video.wrong_prob == loaded.videos[sid].wrong_prob).all()
+
+
+def test_a_proposal_that_is_not_one_class_per_frame_is_refused(scratch):
+    fcsl.compute_csl(scratch, "phase", "k", **TINY)
+    sample = scratch.first()
+    given = sample.frames[1]["phase"].label
+    other = next(c for c in get_run_config(scratch, "k").classes if c != given)
+    sample["k_errors"] = fo.TemporalDetections(
+        detections=[
+            fo.TemporalDetection(label="mislabel", support=[1, 10], mean_csl=3.0, max_csl=4.0, given_label=given,
+                                 suggested_label=other, proposed_labels=[other] * 3, evidence=9.0)
+        ]
+    )  # fmt: skip
+    sample.save()
+    before = snapshot(scratch)
+    with pytest.raises(fcsl.CSLError, match="one of the run's classes per frame"):
+        fcsl.review_segment(scratch, "k", sample.id, 1, 10, "accept")
+    assert snapshot(scratch) == before

@@ -145,7 +145,7 @@ def review_segment(samples, csl_field: str, sample_id: str, first: int, last: in
         if not any(v is not None for v in current.values()):
             raise CSLError(f"frames {first}-{last} of video {sample_id} carry no label; nothing was written")
         new_label = {"accept": segment["suggested_label"] if segment else None, "relabel": label}.get(action)
-        per_frame = _proposed(segment) if action == "accept" else None
+        per_frame = _proposed(segment, first, last, config.classes) if action == "accept" else None
         target = {f: (per_frame[f - first] if per_frame else new_label) for f in range(first, last + 1)}
 
         # ordered by a number issued under the lock: the history's order is the order of the writes
@@ -175,12 +175,21 @@ def review_segment(samples, csl_field: str, sample_id: str, first: int, last: in
     return _public(decision)
 
 
-def _proposed(segment) -> list | None:
+def _proposed(segment, first: int, last: int, classes: list) -> list | None:
     """The decoder's label of every frame of a flagged segment, or None (a
-    segment of the CSL rules: one suggested label)."""
+    segment of the CSL rules: one suggested label). Raises
+    :class:`CSLError` if the proposal is not one class of the run per frame."""
     if segment is None or not segment.has_field("proposed_labels"):
         return None
-    return list(segment["proposed_labels"] or []) or None
+    proposal = list(segment["proposed_labels"] or [])
+    if not proposal:
+        return None
+    if len(proposal) != last - first + 1 or not set(proposal) <= set(classes):
+        raise CSLError(
+            f"the proposal of the segment at frames {first}-{last} is not one of the run's classes per frame "
+            "(was the run's field edited?); nothing was written: run fcsl.flag_errors to write the flags again"
+        )
+    return proposal
 
 
 def _majority(labels: dict):
