@@ -2,16 +2,16 @@
 label sequence the decoder proposes (:mod:`~fiftyone_csl.plugin.core.procedure`),
 each typed, fixed frame by frame and weighed.
 
-A suspect is a stretch of frames where the decoded label differs from the
-given one (stretches at most ``max_gap`` agreeing frames apart are one).
-Its kind:
+Each block of frames with one (given, decoded) pair of labels is an edit,
+typed in the context of the other edits' fixes:
 
-- ``boundary``: one given label replaced by the label across an adjacent
-  change of given label, and not the whole run of it: the change moves;
+- ``disorder``: it swaps labels with another block of the video (given ``a``
+  decoded ``b`` here, given ``b`` decoded ``a`` there), both covering most
+  of their run of given label; two such halves at most ``max_gap`` frames
+  apart are one suspect, others name each other in ``partner``;
+- ``boundary``: the label across one of its ends is the proposed one and
+  its given label goes on past the other end: the change of label moves;
   ``suggested_boundary`` is the first frame of the later phase as decoded;
-- ``disorder``: it swaps labels with another stretch of the video (given
-  ``a`` decoded ``b`` here, given ``b`` decoded ``a`` there, inside the same
-  suspect or in ``partner``, the other suspect's frames);
 - ``mislabel``: otherwise.
 
 Its evidence is the log-likelihood ratio of the proposed labels against the
@@ -40,11 +40,11 @@ overrule them (on the hard benchmark this halved the right frames an accept
 breaks, for 1-4 points of recall)."""
 
 
-def _blocks(given: np.ndarray, decoded: np.ndarray, start: int, stop: int) -> list:
+def _blocks(given: np.ndarray, decoded: np.ndarray) -> list:
     """``[(a, b, given, decoded)]``: runs of one (given, decoded) pair among
-    the differing frames of ``[start, stop)``."""
+    the frames where the two differ."""
     out = []
-    t = start
+    t, stop = 0, len(given)
     while t < stop:
         if given[t] == decoded[t]:
             t += 1
@@ -93,12 +93,10 @@ def _evidence(model, emission, labels, proposal, start, stop) -> float:
     return model.path_score(emission, hybrid, lo, hi) - model.path_score(emission, labels, lo, hi)
 
 
-def suspect_edits(sample_id, frame_numbers, labels, decoded, emission, model, csl, classes, threshold,
-                  max_gap: int = 2, min_evidence: float | None = None, min_excess: float = 0.0) -> list:  # fmt: skip
+def suspect_edits(sample_id, frame_numbers, labels, decoded, emission, model, csl, classes,
+                  max_gap: int = 2, min_evidence: float | None = None) -> list:  # fmt: skip
     """The suspects of one video as :class:`SuspectSegment` objects (with
-    ``proposed``, ``partner`` and ``evidence`` set). With ``min_excess``, a
-    suspect also needs that much CSL above ``threshold`` summed over its
-    frames.
+    ``proposed``, ``partner`` and ``evidence`` set).
 
     Each block of frames with one (given, decoded) pair is an edit, typed in
     the context of the others (a change of label that another fix moves is
@@ -107,7 +105,8 @@ def suspect_edits(sample_id, frame_numbers, labels, decoded, emission, model, cs
     min_evidence = MIN_EVIDENCE if min_evidence is None else float(min_evidence)
     labels = np.asarray(labels, dtype=np.int64)
     decoded = np.asarray(decoded, dtype=np.int64)
-    blocks = _blocks(labels, decoded, 0, len(labels))
+    csl = np.asarray(csl, dtype=np.float64)
+    blocks = _blocks(labels, decoded)
     whole = [_covers_run(labels, a, b, RUN_SHARE) for a, b, _, _ in blocks]
     swaps = {
         i: [j for j, (_, _, g2, d2) in enumerate(blocks) if j != i and whole[j] and (g2, d2) == (d, g)]
@@ -127,8 +126,6 @@ def suspect_edits(sample_id, frame_numbers, labels, decoded, emission, model, cs
         evidence = _evidence(model, emission, labels, decoded, start, stop)
         if evidence < min_evidence:
             continue
-        if min_excess > 0 and np.clip(np.asarray(csl[start:stop]) - threshold, 0, None).sum() < min_excess:
-            continue
         error_type, boundary, partner = "mislabel", None, None
         a, b, g, d = blocks[group[0]]
         if len(group) == 2:
@@ -145,37 +142,24 @@ def suspect_edits(sample_id, frame_numbers, labels, decoded, emission, model, cs
         changed = labels[start:stop] != decoded[start:stop]
         given = int(np.bincount(labels[start:stop][changed], minlength=len(classes)).argmax())
         suggested = int(np.bincount(decoded[start:stop][changed], minlength=len(classes)).argmax())
-        seg_scores = np.asarray(csl[start:stop], dtype=np.float64)
-        segment = SuspectSegment(
-            sample_id=sample_id,
-            first=int(frame_numbers[start]),
-            last=int(frame_numbers[stop - 1]),
-            start=int(start),
-            stop=int(stop),
-            mean_score=float(seg_scores.mean()),
-            max_score=float(seg_scores.max()),
-            given_label=classes[given],
-            suggested_label=classes[suggested],
-            error_type=error_type,
-            suggested_boundary=boundary,
-        )
-        segment.proposed = decoded[start:stop].copy()
-        segment.partner = partner
-        segment.evidence = float(evidence)
-        out.append(segment)
+        out.append(
+            SuspectSegment.over(
+                sample_id, frame_numbers, start, stop, csl, classes, given, suggested, error_type, boundary,
+                proposed=decoded[start:stop].copy(), partner=partner, evidence=float(evidence),
+            )
+        )  # fmt: skip
     return out
 
 
 def decode_suspects(sample_id, frame_numbers, labels, csl, mean_probs, counts, classes, threshold,
-                    min_evidence: float | None = None, min_excess: float = 0.0, weight=None,
-                    gate: float | None = None) -> tuple:  # fmt: skip
+                    min_evidence: float | None = None, gate: float | None = None) -> tuple:  # fmt: skip
     """Decodes one video with the procedure of the other videos (``counts``
     of every video, this one included, less this one's) and returns
     ``(suspects, decoded, wrong_prob, confidence)``: the video's suspects,
     its proposed class per scored frame, per frame the posterior probability
     that its given label is wrong, and that of the proposed class."""
     labels = np.asarray(labels, dtype=np.int64)
-    model = counts.without(fcproc.label_runs(labels)).model(weight)
+    model = counts.without(fcproc.label_runs(labels)).model()
     decoded, posterior, emission = fcproc.decode(mean_probs, model)
     gate = GATE if gate is None else gate
     if gate > 0:  # a frame the models were sure of keeps its given label
@@ -184,7 +168,6 @@ def decode_suspects(sample_id, frame_numbers, labels, csl, mean_probs, counts, c
     wrong = 1.0 - posterior[frames, labels]
     confidence = posterior[frames, decoded].astype(np.float32)
     suspects = suspect_edits(
-        sample_id, frame_numbers, labels, decoded, emission, model, csl, classes, threshold,
-        min_evidence=min_evidence, min_excess=min_excess,
-    )  # fmt: skip
+        sample_id, frame_numbers, labels, decoded, emission, model, csl, classes, min_evidence=min_evidence
+    )
     return suspects, decoded, np.clip(wrong, 0.0, 1.0).astype(np.float32), confidence

@@ -63,6 +63,28 @@ class SuspectSegment:
     partner: tuple | None = None  # a disorder's other half (first, last) when it is another suspect
     evidence: float | None = None  # how strongly the labels are wrong (nats); ranks suspects
 
+    @classmethod
+    def over(cls, sample_id, frame_numbers, start, stop, scores, classes, given, suggested, error_type,
+             boundary=None, **extra) -> "SuspectSegment":  # fmt: skip
+        """The suspect on the scored frames ``[start, stop)`` of a video, its
+        mean and max score read from ``scores``; ``given`` and ``suggested``
+        are class indices."""
+        seg_scores = scores[start:stop]
+        return cls(
+            sample_id=sample_id,
+            first=int(frame_numbers[start]),
+            last=int(frame_numbers[stop - 1]),
+            start=int(start),
+            stop=int(stop),
+            mean_score=float(seg_scores.mean()),
+            max_score=float(seg_scores.max()),
+            given_label=classes[given],
+            suggested_label=classes[suggested],
+            error_type=error_type,
+            suggested_boundary=boundary,
+            **extra,
+        )
+
 
 def _runs(mask: np.ndarray, max_gap: int):
     idx = np.flatnonzero(mask)
@@ -169,25 +191,14 @@ def suspect_segments(
             elsewhere = suggested not in (labels[a - 1] if a > 0 else -1, labels[b] if b < len(labels) else -1)
             if not island and (partner or elsewhere):
                 error_type = "disorder"
-        seg_scores = scores[start:stop]
         boundary = None
         if error_type == "boundary":
             reach = (stop - start) + boundary_tolerance
             index = model_boundary(labels, probs, start, stop, given, suggested, reach)
             boundary = int(frame_numbers[min(index, len(frame_numbers) - 1)])
         out.append(
-            SuspectSegment(
-                sample_id=sample_id,
-                first=int(frame_numbers[start]),
-                last=int(frame_numbers[stop - 1]),
-                start=int(start),
-                stop=int(stop),
-                mean_score=float(seg_scores.mean()),
-                max_score=float(seg_scores.max()),
-                given_label=classes[given],
-                suggested_label=classes[suggested],
-                error_type=error_type,
-                suggested_boundary=boundary,
+            SuspectSegment.over(
+                sample_id, frame_numbers, start, stop, scores, classes, given, suggested, error_type, boundary
             )
         )
     return out

@@ -26,14 +26,10 @@ EPS = 1e-4
 sometimes wrong)."""
 
 SMOOTHING = 0.5
+"""Pseudo-count added to every start, end and transition count."""
 
 SHARE_FLOOR = 0.1
 """Least frame share of a class in the emission, as a fraction of ``1 / C``."""
-
-EMISSION_WEIGHT = 1.0
-"""Weight of the models' evidence against the procedure's (frames' class
-probabilities are correlated in time, so their sum overstates it)."""
-"""Pseudo-count added to every start, end and transition count."""
 
 
 def label_runs(labels) -> list:
@@ -90,7 +86,7 @@ class ProcedureCounts:
             np.clip(array, 0, None, out=array)
         return out
 
-    def model(self, weight: float | None = None) -> "ProcedureModel":
+    def model(self) -> "ProcedureModel":
         """The HMM these counts give (smoothed; every transition stays possible)."""
         c = len(self.start)
         all_frames, all_runs = self.frames.sum(), self.runs.sum()
@@ -110,7 +106,6 @@ class ProcedureCounts:
             log_end=np.log((self.end + SMOOTHING) / (self.end.sum() + SMOOTHING * c)),
             log_trans=np.log(trans),
             log_share=np.log(share),
-            weight=EMISSION_WEIGHT if weight is None else float(weight),
         )
 
 
@@ -120,11 +115,10 @@ class ProcedureModel:
     log_end: np.ndarray  # (C,)
     log_trans: np.ndarray  # (C, C)
     log_share: np.ndarray  # (C,) log frame share of each class
-    weight: float = 1.0  # emission weight: neighbouring frames' probabilities are not independent
 
     def emission(self, probs: np.ndarray) -> np.ndarray:
         """(T, C) log emission of the models' class probabilities."""
-        return self.weight * (np.log(np.clip(probs, EPS, 1.0)) - self.log_share)
+        return np.log(np.clip(probs, EPS, 1.0)) - self.log_share
 
     def path_score(self, emission: np.ndarray, labels: np.ndarray, lo: int, hi: int) -> float:
         """Log score of ``labels[lo:hi]`` under the model: emissions, the

@@ -33,16 +33,16 @@ def suspect_table(samples, csl_field: str = "csl") -> list:
                     error_type=d.label, given_label=d["given_label"], suggested_label=d["suggested_label"],
                     suggested_boundary=d["suggested_boundary"], mean_csl=round(float(d["mean_csl"]), 4),
                     max_csl=round(float(d["max_csl"]), 4), segment_id=d.id,
-                    evidence=_get(d, "evidence"), partner=_get(d, "partner"),
-                    proposed_labels=_get(d, "proposed_labels"),
+                    evidence=None if _get(d, "evidence") is None else round(float(d["evidence"]), 3),
+                    partner=_get(d, "partner"), proposed_labels=_get(d, "proposed_labels"),
                 )
             )  # fmt: skip
     return sorted(rows, key=lambda r: (-(r["evidence"] or 0.0), -r["mean_csl"]))
 
 
 def _get(d, name):
-    value = d.get_field(name) if d.has_field(name) else None
-    return round(float(value), 3) if name == "evidence" and value is not None else value
+    """An attribute of a suspect's detection, None where an earlier version wrote none."""
+    return d.get_field(name) if d.has_field(name) else None
 
 
 ORDERS = ("csl", "queue")
