@@ -307,3 +307,56 @@ def common_execute_one_without_segment(review, dataset):
     from fiftyone_csl.operators import common
 
     return common.execute_twin(review, dataset, dict(csl_field="csl", action="keep", scope="one"))
+
+
+def test_a_suspect_found_again_on_labels_a_decision_wrote_is_open_again(reviewable):
+    """Relabel a suspect with a class its frames are not (a fix that leaves
+    them wrong); refresh: what is flagged there now was found on the labels
+    the decision wrote, so it is undecided and counts as remaining, and the
+    decision stays in the history. A kept false alarm elsewhere stays kept."""
+    config = get_run_config(reviewable, "csl")
+    rows = with_suggestion(reviewable)
+    row, other = rows[0], next(r for r in rows[1:] if r["sample_id"] != rows[0]["sample_id"])
+    sid, first, last = row["sample_id"], row["first_frame"], row["last_frame"]
+    wrong = next(c for c in config.classes if c not in (row["given_label"], row["suggested_label"]))
+    relabelled = fcsl.review_segment(reviewable, "csl", sid, first, last, "relabel", wrong)
+    kept = fcsl.review_segment(reviewable, "csl", other["sample_id"], other["first_frame"], other["last_frame"], "keep")
+    decided = {(r["sample_id"], r["first_frame"]): r["review"] for r in fcsl.suspect_segments(reviewable, "csl")}
+    assert decided[(sid, first)] == "relabelled" and decided[(other["sample_id"], other["first_frame"])] == "kept"
+
+    fcsl.refresh_scores(reviewable, "csl")
+    rows_now = fcsl.suspect_segments(reviewable, "csl")
+    again = [r for r in rows_now if r["sample_id"] == sid and r["first_frame"] <= last and first <= r["last_frame"]]
+    assert again, "the relabelled frames are still wrong: the refresh must flag them"
+    assert all(r["review"] is None for r in again if r["given_label"] == wrong)
+    assert any(r["given_label"] == wrong for r in again)
+    same = [r for r in rows_now if (r["sample_id"], r["first_frame"], r["last_frame"])
+            == (other["sample_id"], other["first_frame"], other["last_frame"])]  # fmt: skip
+    assert same and same[0]["review"] == "kept"
+    summary = fcsl.run_summary(reviewable, "csl")["review"]
+    assert summary["remaining"] == sum(r["review"] is None for r in rows_now) >= 1
+    assert [d["decision_id"] for d in fcsl.list_decisions(reviewable, "csl")] == [
+        relabelled["decision_id"], kept["decision_id"],
+    ]  # fmt: skip
+    # the reopened suspect can be decided again
+    reopened = next(r for r in again if r["review"] is None)
+    fcsl.review_segment(reviewable, "csl", sid, reopened["first_frame"], reopened["last_frame"], "keep")
+    assert next(
+        r for r in fcsl.suspect_segments(reviewable, "csl")
+        if (r["sample_id"], r["first_frame"]) == (sid, reopened["first_frame"])
+    )["review"] == "kept"  # fmt: skip
+
+
+def test_a_decision_answers_only_suspects_flagged_on_the_labels_it_saw():
+    """Frame by frame: a suspect inside a decision's frames is answered when
+    it was flagged on the labels the decision judged, not on labels it wrote,
+    even when the majority label reads the same."""
+    from fiftyone_csl.plugin.review.segments import judged
+
+    decision = dict(first=10, last=15, given_label="a", previous_labels=["a", "a", "a", "a", "b", "b"])
+    row = dict(first_frame=13, last_frame=15, given_label="a")
+    assert judged(decision, {**row, "flagged_labels": ["a", "b", "b"]})  # the same labels: answered
+    assert judged(decision, {**row, "flagged_labels": ["a", None, "b"]})  # a frame not scored says nothing
+    assert not judged(decision, {**row, "flagged_labels": ["a", "a", "a"]})  # flagged on what it wrote
+    assert not judged(decision, {**row, "first_frame": 9, "flagged_labels": ["a"] * 7})  # frames it did not judge
+    assert judged(decision, row) and not judged(decision, {**row, "given_label": "b"})  # older runs: the label

@@ -18,6 +18,16 @@ the same models on that copy, and then:
 -   with ``threshold="auto"``, chooses the lowest threshold whose estimated
     precision reaches the target.
 
+A run that flags by the decoder (:mod:`~fiftyone_csl.plugin.core.edits`)
+is judged the same way over its evidence threshold instead (nats, at the
+run's CSL threshold): the knob ``report["knob"] == "evidence"``, the
+thresholds tried are evidence values and ``report["min_evidence"]`` is the
+one its flags use.
+
+The raw estimate is biased (measured against the truth on every row of
+``benchmarks/calibration.py``); :data:`PRECISION_BIAS` is subtracted from it
+before it is reported or aimed with.
+
 The estimate assumes the run's real errors are found about as often as the
 injected ones. Injected errors of a kind the data does not have, or real
 errors much subtler than the injected ones, bias it; the benchmarks compare
@@ -34,6 +44,7 @@ import numpy as np
 from . import dynamics
 from . import flags as fcflags
 from .corrupt import inject_per_sequence
+from .edits import MIN_EVIDENCE, decode_suspects
 from .errors import CSLError
 from .manifest import Manifest
 from .metrics import error_events
@@ -45,6 +56,11 @@ SHARE = (0.1, 0.2)
 """The precision ``threshold="auto"`` aims at when a simulation runs."""
 STEPS = np.round(np.arange(0.0, 4.01, 0.25), 2)
 """Thresholds tried, in nats above ``ln C``."""
+EVIDENCE_STEPS = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 24.0, 32.0, 48.0)
+"""Evidence thresholds tried for a run that flags by the decoder, in nats."""
+PRECISION_BIAS = 0.0
+"""Measured mean of (estimated - true) flag precision over the rows of
+``benchmarks/calibration.py``; subtracted from every estimate."""
 MIN_RECALL = 0.5
 """Thresholds at which the simulation finds fewer injected errors than this
 are not used to count the run's errors."""
@@ -74,21 +90,94 @@ def estimated_precision(report: dict | None, threshold: float):
     simulation report (the nearest threshold tried), or None."""
     if not report or report.get("errors_estimate") is None:
         return None
+    knob = float(threshold)
+    if report.get("knob") == "evidence":  # estimated at the run's CSL threshold, for its evidence threshold
+        if abs(float(threshold) - float(report["threshold"])) > 1e-9:
+            return None
+        knob = float(report["min_evidence"])
+    return _precision_at(report, knob, report.get("bias", 0.0))
+
+
+def _precision_at(report, knob, bias):
     thresholds = np.asarray(report["thresholds"], dtype=float)
-    k = int(np.argmin(np.abs(thresholds - float(threshold))))
+    k = int(np.argmin(np.abs(thresholds - knob)))
     flags, recall = report["flags"][k], report["recall"][k]
     if flags == 0:
         return None
-    return float(min(1.0, recall * report["errors_estimate"] / flags))
+    return float(np.clip(recall * report["errors_estimate"] / flags - bias, 0.0, 1.0))
 
 
 def _segments(sid, sequence, scores, probs, classes, threshold):
     return fcflags.suspect_segments(sid, sequence.frame_numbers, sequence.labels, scores, probs, classes, threshold)
 
 
+def _found(events, segments) -> int:
+    return sum(any(min(s.stop, b) > max(s.start, a) for s in segments) for a, b, _ in events)
+
+
+def _aim(report, target, bias):
+    """The lowest knob whose estimated precision reaches ``target``; when
+    none does, the strictest of those with the highest estimate that still
+    flag something (the strictest of all when none flags)."""
+    estimates = [(t, _precision_at(report, t, bias)) for t in report["thresholds"]]
+    estimates = [(t, p) for t, p in estimates if p is not None]
+    for t, p in estimates:
+        if p >= target:
+            return t
+    if not estimates:
+        return report["thresholds"][-1]
+    best = max(p for _, p in estimates)
+    return max(t for t, p in estimates if p >= best - 1e-9)
+
+
+def evidence_report(real, simulated, classes, threshold, target, counts, sim_counts, aim=True, bias=None) -> dict:
+    """:func:`precision_report` of a run that flags by the decoder: recall of
+    injected errors and run flag counts over the evidence thresholds
+    :data:`EVIDENCE_STEPS` at the CSL ``threshold`` (the decoder's gate),
+    and the evidence threshold aimed at ``target`` (``aim``) or the
+    default :data:`~fiftyone_csl.plugin.core.edits.MIN_EVIDENCE`.
+
+    Args:
+        counts, sim_counts: the procedure counts of the run and of the copy
+    """
+    bias = PRECISION_BIAS if bias is None else float(bias)
+    thresholds = [float(e) for e in EVIDENCE_STEPS]
+    real_ev, sim_ev = [], []
+    for seq, csl, probs in real:
+        suspects = decode_suspects(seq.sample_id, seq.frame_numbers, seq.labels, csl, probs, counts, classes,
+                                   threshold, min_evidence=-np.inf)[0]  # fmt: skip
+        real_ev.extend(s.evidence for s in suspects)
+    for seq, csl, probs, types in simulated:
+        suspects = decode_suspects(seq.sample_id, seq.frame_numbers, seq.labels, csl, probs, sim_counts, classes,
+                                   threshold, min_evidence=-np.inf)[0]  # fmt: skip
+        sim_ev.append((error_events(types), suspects))
+    total = sum(len(events) for events, _ in sim_ev)
+    recall, flags = [], []
+    for e in thresholds:
+        found = sum(_found(events, [s for s in suspects if s.evidence >= e]) for events, suspects in sim_ev)
+        recall.append(found / total if total else 0.0)
+        flags.append(int(sum(v >= e for v in real_ev)))
+    usable = [n / r for n, r in zip(flags, recall) if r >= MIN_RECALL]
+    report = dict(
+        knob="evidence", thresholds=thresholds, recall=recall, flags=flags,
+        errors_estimate=float(min(usable)) if usable else None, target_precision=target, bias=bias,
+        threshold=float(threshold), aimed_threshold=float(threshold),
+    )  # fmt: skip
+    aimed = _aim(report, target, bias) if report["errors_estimate"] is not None else float(MIN_EVIDENCE)
+    report["aimed_evidence"] = aimed
+    report["min_evidence"] = aimed if aim else float(MIN_EVIDENCE)
+    report["reached_target"] = bool((_precision_at(report, aimed, bias) or 0) >= target) if usable else False
+    report["estimated_precision"] = estimated_precision(report, threshold)
+    report["raw_estimated_precision"] = (
+        _precision_at(report, report["min_evidence"], 0.0) if report["errors_estimate"] is not None else None
+    )
+    return report
+
+
 def precision_report(real: list, simulated: list, classes: list, base: float, target: float, threshold=None) -> dict:
     """Recall of injected errors and run flag counts over thresholds
-    ``base + STEPS``, the estimated number of errors and the threshold.
+    ``base + STEPS`` (of the CSL rules), the estimated number of errors and
+    the threshold.
 
     Args:
         real: per video ``(sequence, csl, mean_probs)`` of the run
@@ -102,23 +191,19 @@ def precision_report(real: list, simulated: list, classes: list, base: float, ta
     if threshold is not None and all(abs(t - threshold) > 1e-9 for t in thresholds):
         thresholds = sorted([*thresholds, float(threshold)])
     recall, flags = [], []
+    total = sum(len(error_events(types)) for *_, types in simulated)
     for t in thresholds:
-        found = total = 0
-        for seq, csl, probs, types in simulated:
-            segments = _segments(seq.sample_id, seq, csl, probs, classes, t)
-            for a, b, _ in error_events(types):
-                total += 1
-                found += any(min(s.stop, b) > max(s.start, a) for s in segments)
+        found = sum(
+            _found(error_events(types), _segments(seq.sample_id, seq, csl, probs, classes, t))
+            for seq, csl, probs, types in simulated
+        )
         recall.append(found / total if total else 0.0)
         flags.append(int(sum(len(_segments(seq.sample_id, seq, csl, probs, classes, t)) for seq, csl, probs in real)))
     usable = [n / r for n, r in zip(flags, recall) if r >= MIN_RECALL]
     errors = float(min(usable)) if usable else None
-    report = dict(thresholds=thresholds, recall=recall, flags=flags, errors_estimate=errors, target_precision=target)
-    aimed = thresholds[-1]  # the strictest when no threshold reaches the target
-    for t, n, r in zip(thresholds, flags, recall):
-        if errors is not None and n and r * errors / n >= target:
-            aimed = t
-            break
+    report = dict(thresholds=thresholds, recall=recall, flags=flags, errors_estimate=errors, target_precision=target,
+                  knob="csl", bias=PRECISION_BIAS)  # fmt: skip
+    aimed = _aim(report, target, PRECISION_BIAS) if errors is not None else thresholds[-1]
     report["aimed_threshold"] = aimed
     report["reached_target"] = bool((estimated_precision(report, aimed) or 0) >= target)
     report["threshold"] = aimed if threshold is None else float(threshold)
@@ -183,7 +268,13 @@ def run_simulation(
         prob, kind = dynamics.detect(model, dynamics.frame_features(rv.trajectory, s.labels))
         error_prob[s.sample_id] = prob
         error_kind[s.sample_id] = kind if kind is not None else np.full(len(prob), "", dtype=object)
-    report = precision_report(real, simulated, classes, base, target, threshold)
+    counts, sim_counts = procedure_counts(manifest), procedure_counts(sim_manifest)
+    if counts is not None and sim_counts is not None:  # the run flags by the decoder: judge its evidence
+        csl_threshold = base if threshold is None else float(threshold)
+        report = evidence_report(real, simulated, classes, csl_threshold, target, counts, sim_counts,
+                                 aim=threshold is None)  # fmt: skip
+    else:
+        report = precision_report(real, simulated, classes, base, target, threshold)
     report["injected_events"] = int(sum(len(error_events(t)) for t in sim_types))
     report["injected_share"] = float(np.mean(np.concatenate([t != "" for t in sim_types])))
     report["seconds"] = round(time.time() - started, 2)
@@ -201,6 +292,7 @@ def simulate_and_flag(run_dir, manifest: Manifest, sequences, config, device, pr
         os.path.join(run_dir, "simulation"), manifest, sequences, config, device, precision, progress, videos,
         threshold, target_precision,
     )  # fmt: skip
+    manifest.simulation = sim.report  # the decoder's flags read their evidence threshold from it
     route = manifest.fold_router()
     counts = procedure_counts(manifest)
     for sid, v in videos.items():  # the scores stand; only the flags follow the new threshold

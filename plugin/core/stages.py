@@ -199,6 +199,13 @@ def score_video(
     )  # fmt: skip
 
 
+def min_evidence(manifest: Manifest):
+    """The evidence threshold of the decoder's flags: the one the run's
+    simulation chose, else None (the default)."""
+    report = manifest.simulation or {}
+    return report.get("min_evidence") if report.get("knob") == "evidence" else None
+
+
 def flag_video(sample_id, frame_numbers, labels, csl, mean_probs, manifest, folds, threshold, counts=None,
                decoded=False):  # fmt: skip
     """Suspect segments of one video at ``threshold``: with ``counts`` (the
@@ -210,8 +217,9 @@ def flag_video(sample_id, frame_numbers, labels, csl, mean_probs, manifest, fold
     proposal = wrong = confidence = None
     if counts is not None:
         segments, proposal, wrong, confidence = fcedits.decode_suspects(
-            sample_id, frame_numbers, labels, csl, mean_probs, counts, manifest.classes, threshold
-        )
+            sample_id, frame_numbers, labels, csl, mean_probs, counts, manifest.classes, threshold,
+            min_evidence=min_evidence(manifest),
+        )  # fmt: skip
     else:
         segments = fcflags.suspect_segments(
             sample_id, frame_numbers, labels, csl, mean_probs, manifest.classes, threshold

@@ -116,7 +116,18 @@ def _simulation_summary(report, threshold):
     """The simulation's findings at the run's current threshold, or None."""
     if not report:
         return None
-    keys = ("errors_estimate", "target_precision", "aimed_threshold", "reached_target", "injected_events", "seconds")
+    keys = (
+        "errors_estimate",
+        "target_precision",
+        "aimed_threshold",
+        "reached_target",
+        "injected_events",
+        "seconds",
+        "knob",
+        "min_evidence",
+        "aimed_evidence",
+        "bias",
+    )
     out = {k: report.get(k) for k in keys}
     out["estimated_precision"] = estimated_precision(report, threshold) if isinstance(threshold, (int, float)) else None
     return out

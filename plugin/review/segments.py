@@ -12,7 +12,7 @@ EXPORT_COLUMNS = (
 )  # fmt: skip
 
 
-def suspect_table(samples, csl_field: str = "csl") -> list:
+def suspect_table(samples, csl_field: str = "csl", _flagged: bool = False) -> list:
     """The suspect segments of run ``csl_field`` on ``samples`` as rows (dicts
     with :data:`EXPORT_COLUMNS`), strongest first (the decoder's evidence,
     then mean CSL): what an annotation team needs to fix them.
@@ -37,6 +37,8 @@ def suspect_table(samples, csl_field: str = "csl") -> list:
                     partner=_get(d, "partner"), proposed_labels=_get(d, "proposed_labels"),
                 )
             )  # fmt: skip
+            if _flagged:
+                rows[-1]["flagged_labels"] = _get(d, "flagged_labels")
     return sorted(rows, key=lambda r: (-(r["evidence"] or 0.0), -r["mean_csl"]))
 
 
@@ -98,7 +100,7 @@ def suspect_segments(samples, csl_field: str = "csl", order: str = "csl", includ
         ensure_consistent(dataset, csl_field)
     config = get_run_config(samples, csl_field)
     names = RunNames.of(config)
-    rows = suspect_table(samples, csl_field)
+    rows = suspect_table(samples, csl_field, _flagged=True)
     docs = _docs if _docs is not None else (decision_docs(dataset, names, {r["sample_id"] for r in rows})
                                             if names.decisions else [])  # fmt: skip
     by_video = {}
@@ -115,12 +117,10 @@ def suspect_segments(samples, csl_field: str = "csl", order: str = "csl", includ
         }
     out = []
     for r in rows:
-        # a decision answers the flag it judged: the same frames (or more) with the same given label; a
-        # suspect found since on labels a decision wrote, or on frames it did not judge, is open again
-        covering = [
-            d for d in by_video.get(r["sample_id"], ())
-            if d["first"] <= r["first_frame"] and r["last_frame"] <= d["last"] and d["given_label"] == r["given_label"]
-        ]  # fmt: skip
+        # a decision answers the flag it judged: the same frames (or more), flagged on the labels the decision
+        # saw; a suspect found since on labels a decision wrote, or on frames it did not judge, is open again
+        covering = [d for d in by_video.get(r["sample_id"], ()) if judged(d, r)]
+        r.pop("flagged_labels", None)
         r["review"] = covering[-1]["decision"] if covering else None
         r["reviewed_at"] = covering[-1]["decided_at"] if covering else None
         inside = [p for f, p in ranks.get(r["sample_id"], {}).items() if r["first_frame"] <= f <= r["last_frame"]]
@@ -130,6 +130,22 @@ def suspect_segments(samples, csl_field: str = "csl", order: str = "csl", includ
     if order == "queue":
         out.sort(key=lambda r: (r["queue_rank"] is None, r["queue_rank"] or 0, -r["mean_csl"]))
     return out
+
+
+def judged(decision: dict, row: dict) -> bool:
+    """Whether ``decision`` answers the suspect ``row``: its frames hold the
+    row's, and the row was flagged on the labels the decision saw (frame by
+    frame where the row records them, else by its given label). A suspect
+    flagged since on labels the decision wrote (a refresh after an accept
+    that left errors) is not answered by it."""
+    first, last = decision["first"], decision["last"]
+    if not (first <= row["first_frame"] and row["last_frame"] <= last):
+        return False
+    flagged, seen = row.get("flagged_labels"), decision.get("previous_labels")
+    if not flagged or not seen:
+        return decision["given_label"] == row["given_label"]
+    start = row["first_frame"] - first
+    return all(f is None or seen[start + i] == f for i, f in enumerate(flagged))
 
 
 def ensure_consistent(dataset, run_key) -> None:

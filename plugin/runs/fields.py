@@ -50,14 +50,27 @@ def proposed_labels(segment, frame_numbers: np.ndarray, classes: list) -> list |
     return [classes[int(c)] for c in values]
 
 
-def suspect_detections(segments: list, frame_numbers=None, classes=None):
+def flagged_labels(segment, frame_numbers: np.ndarray, labels: np.ndarray, classes: list) -> list:
+    """The given label of every frame ``first..last`` of a suspect when it
+    was flagged (None on a frame that was not scored): what a review
+    decision on it judged (:mod:`~fiftyone_csl.plugin.review.segments`)."""
+    out = [None] * (segment.last - segment.first + 1)
+    for f, c in zip(frame_numbers[segment.start : segment.stop], labels[segment.start : segment.stop]):
+        out[int(f) - segment.first] = classes[int(c)]
+    return out
+
+
+def suspect_detections(segments: list, frame_numbers=None, classes=None, labels=None):
     """Suspect segments of one video -> ``TemporalDetections`` (with the
     video's scored ``frame_numbers`` and the run's ``classes``, the
-    decoder's per-frame ``proposed_labels``)."""
+    decoder's per-frame ``proposed_labels``; with the scored ``labels`` too,
+    ``flagged_labels``)."""
     import fiftyone as fo  # lazy: importing FiftyOne is slow
 
     def attributes(s):
         out = {}
+        if labels is not None and frame_numbers is not None:
+            out["flagged_labels"] = flagged_labels(s, frame_numbers, labels, classes)
         if s.proposed is not None and frame_numbers is not None:
             out["proposed_labels"] = proposed_labels(s, frame_numbers, classes)
             out["evidence"] = float(s.evidence)

@@ -58,7 +58,7 @@ def write_flags(dataset, names: RunNames, videos: dict, classes: list) -> None:
     fcfields.write_sample_values(
         dataset,
         names.errors_field,
-        {sid: fcfields.suspect_detections(v.segments, v.frame_numbers, classes) for sid, v in videos.items()},
+        {sid: fcfields.suspect_detections(v.segments, v.frame_numbers, classes, v.labels) for sid, v in videos.items()},
     )
 
 

@@ -91,3 +91,55 @@ def test_simulation_needs_every_frame_labelled():
     given[0][5:10] = -1
     with pytest.raises(fcsl.CSLError, match="every scored frame labelled"):
         fcsl.compute_csl_arrays(features, given, epochs=2, folds=3, simulation=True, progress=False)
+
+
+def _decoded_video(name, mislabel, blip, seed):
+    """A 4-phase chain of 60 frames; the models point at the true labels.
+    ``mislabel``: 7 frames of the given labels wrong (an error the models
+    see); ``blip``: the last 4 frames of the third phase, where the models
+    lean to the next one (a false alarm of low evidence)."""
+    truth = np.repeat(np.arange(4), 15)
+    given = truth.copy()
+    types = np.full(60, "", dtype=object)
+    rng = np.random.default_rng(seed)
+    probs = np.full((60, 4), 0.02) + rng.uniform(0, 0.02, (60, 4))
+    probs[np.arange(60), truth] = 0.9
+    if mislabel:
+        given[20:27] = 0
+        types[20:27] = "mislabel"
+    if blip:
+        probs[41:45, 2] = 0.3
+        probs[41:45, 3] = 0.6
+    probs /= probs.sum(1, keepdims=True)
+    csl = -np.log(probs[np.arange(60), given])
+    return VideoSequence(name, None, np.arange(1, 61), given), csl, probs, types
+
+
+def test_the_decoders_flags_are_judged_over_their_evidence_and_the_aim_drops_weak_false_alarms():
+    """Each run video has one real error (strong evidence) and one weak false
+    alarm; the simulation finds every injected error. At evidence 0 half of
+    the flags are errors; the aimed evidence threshold keeps the real errors
+    only, and the run then flags with it."""
+    from fiftyone_csl.plugin.core import procedure as fcproc
+
+    classes = ["a", "b", "c", "d"]
+    real = [_decoded_video(f"v{i}", True, True, i)[:3] for i in range(8)]
+    simulated = [_decoded_video(f"v{i}", True, True, i) for i in range(8)]
+    counts = fcproc.ProcedureCounts.of_runs([fcproc.label_runs(seq.labels) for seq, *_ in real], 4)
+    base = float(np.log(4))
+    report = simulation.evidence_report(real, simulated, classes, base, 0.85, counts, counts, bias=0.0)
+    assert report["knob"] == "evidence" and report["flags"][0] == 16 and report["recall"][0] == 1.0
+    assert report["errors_estimate"] == pytest.approx(8.0)
+    weak = report["flags"].index(8)  # the first evidence threshold that drops the false alarms
+    assert report["min_evidence"] == report["aimed_evidence"] == report["thresholds"][weak] > 0
+    assert report["estimated_precision"] == pytest.approx(1.0) and report["reached_target"]
+    # the estimate describes the run's CSL threshold only
+    assert simulation.estimated_precision(report, base + 1) is None
+    # a bias lowers every estimate; when none reaches the target the aim is the strictest of the best that flag
+    biased = simulation.evidence_report(real, simulated, classes, base, 0.85, counts, counts, bias=0.2)
+    assert biased["estimated_precision"] == pytest.approx(0.8) and not biased["reached_target"]
+    flagging = [t for t, n in zip(biased["thresholds"], biased["flags"]) if n]
+    assert biased["min_evidence"] == flagging[-1] > report["min_evidence"]
+    # a threshold the user chose keeps the default evidence, and its estimate is reported
+    kept = simulation.evidence_report(real, simulated, classes, base, 0.85, counts, counts, aim=False, bias=0.0)
+    assert kept["min_evidence"] == 8.0 and kept["estimated_precision"] is not None
