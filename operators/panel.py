@@ -6,6 +6,7 @@ scores of fixed videos, and follow delegated runs."""
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+from bson import ObjectId
 
 from ..plugin.audit.delegated import delegated_runs
 from ..plugin.audit.rescore import changed_videos, refresh_scores
@@ -13,7 +14,7 @@ from ..plugin.core.errors import CSLError
 from ..plugin.review.decisions import review_segment, undo_review
 from ..plugin.review.reports import review_counts
 from ..plugin.review.segments import suspect_segments
-from ..plugin.runs.access import load_csl_results
+from ..plugin.review.timeline import video_timeline
 from ..plugin.runs.record import list_csl_runs
 from .common import RUN_STORE, remembered_run
 
@@ -25,45 +26,72 @@ EMPTY_MESSAGE = (
 ORDER_LABELS = {"csl": "Worst CSL first", "queue": "Review queue order"}
 
 
-def timeline_figure(frame_numbers, csl, given, suggested, segments, threshold, classes, current=None):
-    """Plotly traces and layout of one video's timeline (plain dicts); the
-    layout follows the panel's width."""
-    frames = [int(f) for f in frame_numbers]
+REVIEW_COLOURS = {
+    None: "rgba(220, 50, 50, {a})",  # undecided
+    "accepted": "rgba(40, 160, 70, {a})",
+    "relabelled": "rgba(40, 160, 70, {a})",
+    "kept": "rgba(120, 120, 120, {a})",
+    "reviewed": "rgba(60, 110, 220, {a})",
+}
+
+
+def timeline_figure(timeline, current=None, frame=None):
+    """Plotly traces and layout of one video's :class:`Timeline` (plain
+    dicts): CSL, the labels the field holds now, the proposal, the review
+    queue's frames; each suspect shaded by its decision (red undecided,
+    green confirmed, grey kept, blue reviewed; the current one darker), the
+    threshold, and the frame the player was sent to. The layout follows the
+    panel's width."""
+    frames = timeline.frame_numbers
     traces = [
-        {"x": frames, "y": [round(float(v), 3) for v in csl], "type": "scatter", "mode": "lines", "name": "CSL"},
+        {"x": frames, "y": [round(v, 3) for v in timeline.csl], "type": "scatter", "mode": "lines", "name": "CSL"},
         {
-            "x": frames, "y": given, "type": "scatter", "mode": "markers", "name": "given label",
+            "x": frames, "y": timeline.given, "type": "scatter", "mode": "markers", "name": "label now",
             "yaxis": "y2", "marker": {"size": 4},
         },
         {
-            "x": frames, "y": suggested, "type": "scatter", "mode": "markers", "name": "suggested label",
+            "x": frames, "y": timeline.proposed, "type": "scatter", "mode": "markers", "name": "proposed label",
             "yaxis": "y2", "marker": {"size": 4, "symbol": "x"},
         },
     ]  # fmt: skip
-    shapes = [
-        {
-            "type": "rect", "xref": "x", "yref": "paper", "x0": s.first - 0.5, "x1": s.last + 0.5, "y0": 0, "y1": 1,
-            "fillcolor": "rgba(220, 50, 50, 0.35)" if current == (s.first, s.last) else "rgba(220, 50, 50, 0.15)",
-            "line": {"width": 0},
-        }
-        for s in segments
-    ] + [
-        {
-            "type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": threshold, "y1": threshold,
-            "line": {"dash": "dot", "width": 1, "color": "gray"},
-        }
-    ]  # fmt: skip
+    if timeline.queued:
+        by_frame = dict(zip(frames, timeline.csl))
+        traces.append({
+            "x": timeline.queued, "y": [round(by_frame[f], 3) for f in timeline.queued], "type": "scatter",
+            "mode": "markers", "name": "review queue", "marker": {"size": 7, "symbol": "diamond-open"},
+        })  # fmt: skip
+    shapes = []
+    for r in timeline.rows:
+        chosen = current == (r["first_frame"], r["last_frame"])
+        colour = REVIEW_COLOURS.get(r["review"], REVIEW_COLOURS[None]).format(a=0.4 if chosen else 0.15)
+        shapes.append({
+            "type": "rect", "xref": "x", "yref": "paper", "x0": r["first_frame"] - 0.5, "x1": r["last_frame"] + 0.5,
+            "y0": 0, "y1": 1, "fillcolor": colour, "line": {"width": 2 if chosen else 0, "color": colour},
+        })  # fmt: skip
+    shapes.append({
+        "type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": timeline.threshold,
+        "y1": timeline.threshold, "line": {"dash": "dot", "width": 1, "color": "gray"},
+    })  # fmt: skip
+    if frame is not None:
+        shapes.append({
+            "type": "line", "xref": "x", "yref": "paper", "x0": frame, "x1": frame, "y0": 0, "y1": 1,
+            "line": {"width": 2, "color": "black"},
+        })  # fmt: skip
     layout = {
         "autosize": True,
         "height": 420,
         "margin": {"l": 110, "r": 10, "t": 30, "b": 40},
-        "xaxis": {"title": {"text": "frame"}, "anchor": "y2"},
+        "xaxis": {"title": {"text": "frame"}, "anchor": "y2", "range": [frames[0] - 1, frames[-1] + 1]},
         "yaxis": {"title": {"text": "CSL"}, "domain": [0.45, 1.0]},
-        "yaxis2": {"domain": [0.0, 0.35], "type": "category", "categoryorder": "array", "categoryarray": classes},
+        "yaxis2": {
+            "domain": [0.0, 0.35], "type": "category", "categoryorder": "array", "categoryarray": timeline.classes,
+        },
         "shapes": shapes,
         "showlegend": True,
+        "dragmode": "select",
+        "selectdirection": "h",
         "legend": {"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"},
-    }
+    }  # fmt: skip
     return traces, layout
 
 
@@ -88,6 +116,10 @@ def runs_table(runs) -> str:
     return "**Delegated runs**\n\n" + "\n".join(lines)
 
 
+def _key(row) -> list:
+    return [row["sample_id"], row["first_frame"], row["last_frame"]]
+
+
 class CSLTimelinePanel(foo.Panel):
     @property
     def config(self):
@@ -109,6 +141,7 @@ class CSLTimelinePanel(foo.Panel):
     def on_change_run(self, ctx):
         ctx.store(RUN_STORE).set("run_key", ctx.params.get("value"))  # remembered across reloads and by forms
         ctx.panel.state.segment = None
+        ctx.panel.state.chosen = False
         self._update(ctx)
 
     def on_change_order(self, ctx):
@@ -117,8 +150,17 @@ class CSLTimelinePanel(foo.Panel):
 
     def on_plot_click(self, ctx):
         x = ctx.params.get("x")
-        if isinstance(x, (int, float)) and ctx.current_sample:
-            self._seek(ctx, ctx.current_sample, int(x))
+        video = self._video(ctx)
+        if isinstance(x, (int, float)) and video:
+            ctx.panel.state.frame = int(x)
+            self._seek(ctx, video, int(x))
+            self._update(ctx)
+
+    def on_plot_select(self, ctx):
+        xs = [p.get("x") for p in ctx.params.get("data") or [] if isinstance(p.get("x"), (int, float))]
+        video = self._video(ctx)
+        ctx.panel.state.selection = [video, int(min(xs)), int(max(xs))] if xs and video else None
+        self._update(ctx)
 
     def on_next(self, ctx):
         self._step(ctx, +1)
@@ -137,20 +179,26 @@ class CSLTimelinePanel(foo.Panel):
 
     def on_relabel(self, ctx):
         label = ctx.params.get("value")
-        ctx.panel.state.relabel = None  # the list is empty again for the next segment
-        if label:
+        if label:  # the dropdown is named after its segment: the next segment's starts empty
             self._decide(ctx, "relabel", label)
+
+    def on_relabel_selection(self, ctx):
+        label, selection = ctx.params.get("value"), ctx.panel.state.selection
+        if label and selection:
+            ctx.panel.state.selection = None
+            self._decide(ctx, "relabel", label, span=selection, advance=False)
 
     def on_undo(self, ctx):
         key = ctx.panel.state.run_key
         try:
             d = undo_review(ctx.dataset, key)
         except CSLError as e:
-            ctx.ops.notify(str(e), variant="error")
+            ctx.ops.notify(str(e), variant="info")
             return
         ctx.ops.notify(f"Undone: {d['decision']} frames {d['first']}-{d['last']}", variant="success")
+        if d.get("changed_frames"):
+            ctx.ops.reload_samples()  # the restored labels, in the player's overlay
         self._go(ctx, [d["sample_id"], d["first"], d["last"]])
-        ctx.ops.reload_samples()
 
     def on_refresh(self, ctx):
         results = refresh_scores(ctx.dataset, ctx.panel.state.run_key)
@@ -163,17 +211,17 @@ class CSLTimelinePanel(foo.Panel):
     def _rows(self, ctx):
         return suspect_segments(ctx.dataset, ctx.panel.state.run_key, order=ctx.panel.state.order or "csl")
 
-    def _step(self, ctx, direction):
-        rows = self._rows(ctx)
+    def _step(self, ctx, direction, rows=None):
+        rows = self._rows(ctx) if rows is None else rows
         if not rows:
             return
-        keys = [[r["sample_id"], r["first_frame"], r["last_frame"]] for r in rows]
-        current = ctx.panel.state.segment
-        start = keys.index(current) if current in keys else -1
+        keys = [_key(r) for r in rows]
+        current = ctx.panel.state.segment if ctx.panel.state.chosen else None  # not yet chosen: from the top
+        start = keys.index(current) if current in keys else (-1 if direction > 0 else len(keys))
         order = (
             range(start + 1, start + 1 + len(keys)) if direction > 0 else range(start - 1, start - 1 - len(keys), -1)
         )
-        for i in order:  # forward: the next undecided segment; backward: any, to revisit a decision
+        for i in order:  # forward: the next undecided segment in the chosen order; backward: any, to revisit
             row = rows[i % len(rows)]
             if direction < 0 or not row["review"]:
                 self._go(ctx, keys[i % len(rows)])
@@ -182,21 +230,55 @@ class CSLTimelinePanel(foo.Panel):
         self._update(ctx)
 
     def _go(self, ctx, key):
-        ctx.panel.state.segment = key
-        if key[0] != ctx.current_sample:
-            ctx.panel.state.pending_seek = key[:2]  # once the video is open
-            ctx.ops.open_sample(id=key[0])  # the panel updates when the modal's sample changes
+        ctx.panel.state.segment, ctx.panel.state.chosen = key, True
+        ctx.panel.state.frame = int(key[1])
+        if key[0] != self._video(ctx):
+            # the server's store, not the panel's state: the event of the new sample reads it for sure
+            ctx.store(RUN_STORE).set("goto", key)
+            target = self._sample_showing(ctx, key)
+            if target is None:
+                ctx.ops.notify(f"Frames {key[1]}-{key[2]} of video {key[0]} are not in this view", variant="warning")
+                return
+            ctx.ops.open_sample(id=target)  # the panel updates when the modal's sample changes
         else:
             self._update(ctx)
             self._seek(ctx, key[0], key[1])
 
+    def _sample_showing(self, ctx, key):
+        """The id of the sample of the current view that shows the segment:
+        the video, or on a clips view the clip holding its first frame."""
+        view = ctx.view
+        if getattr(view, "_is_clips", False):
+            from fiftyone import ViewField as F  # lazy: importing FiftyOne is slow
+
+            clips = view.match(F("sample_id") == ObjectId(key[0]))
+            for cid, support in zip(*clips.values(["id", "support"])):
+                if support[0] <= key[1] <= support[1]:
+                    return cid
+            return None
+        return key[0] if key[0] in set(view.select(key[0]).values("id")) else None
+
+    def _video(self, ctx):
+        """The video the modal shows (on a clips or frames view, the video
+        its clip or frame comes from), or None."""
+        sid = ctx.current_sample
+        view = ctx.view
+        if sid is None or not (getattr(view, "_is_clips", False) or getattr(view, "_is_frames", False)):
+            return sid
+        try:
+            return str(view[sid].sample_id)
+        except Exception:  # not in the view any more
+            return None
+
     def _seek(self, ctx, sample_id, frame_number):
         """Moves the modal's video (its timeline is named after the sample) to the frame."""
+        if sample_id != ctx.current_sample:  # a clip or a frame plays on its own timeline
+            return
         params = {"frame_number": int(frame_number), "timeline_name": f"timeline-{sample_id}"}
         ctx.trigger("set_frame_number", params)
 
-    def _decide(self, ctx, action, label=None):
-        key, segment = ctx.panel.state.run_key, ctx.panel.state.segment
+    def _decide(self, ctx, action, label=None, span=None, advance=True):
+        key, segment = ctx.panel.state.run_key, span or ctx.panel.state.segment
         if not segment:
             ctx.ops.notify("Choose a segment first (Next)", variant="warning")
             return
@@ -205,16 +287,29 @@ class CSLTimelinePanel(foo.Panel):
         except CSLError as e:
             ctx.ops.notify(str(e), variant="error")
             return
+        if d.get("repeated"):  # the same click delivered twice: already done
+            return
         changed = f", {len(d['changed_frames'])} label(s) changed" if d["changed_frames"] else ""
         ctx.ops.notify(f"{d['decision']}: frames {d['first']}-{d['last']}{changed}", variant="success")
-        ctx.ops.reload_samples()
-        self._step(ctx, +1)
+        if d["changed_frames"]:
+            ctx.ops.reload_samples()  # the new labels, in the player's overlay
+        if advance:
+            self._step(ctx, +1)
+        else:
+            self._update(ctx)
 
     # --- state ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _replace(ctx, name, value):
+        """Sets a state value whole: the App merges patches into what it has
+        (a shorter list would keep the tail of the longer one)."""
+        ctx.panel.state.set(name, None)
+        ctx.panel.state.set(name, value)
+
     def _update(self, ctx):
         keys = [k for k in list_csl_runs(ctx.dataset) if ctx.dataset.get_run_info(k).config.state == "scored"]
-        ctx.panel.state.run_keys = keys
+        self._replace(ctx, "run_keys", keys)
         remembered = remembered_run(ctx)
         key = ctx.panel.state.run_key or remembered
         key = key if key in keys else (keys[0] if keys else None)
@@ -224,57 +319,66 @@ class CSLTimelinePanel(foo.Panel):
             ctx.panel.state.runs = runs_table(delegated_runs(ctx.dataset))
         except Exception:  # a FiftyOne without delegated operations: nothing to show
             ctx.panel.state.runs = ""
-        sample_id = ctx.current_sample
+        sample_id = self._video(ctx)
         if key is None or sample_id is None:
+            ctx.ops.set_panel_data({"timeline": []})
             return
-        pending = ctx.panel.state.pending_seek
-        if pending and pending[0] == sample_id:
-            ctx.panel.state.pending_seek = None
-            self._seek(ctx, sample_id, pending[1])
-        results = load_csl_results(ctx.dataset.select(sample_id), key)
-        video = results.videos.get(sample_id)
-        if video is None:
+        goto = _pop_goto(ctx, sample_id)
+        if goto:
+            ctx.panel.state.segment, ctx.panel.state.chosen, ctx.panel.state.frame = goto, True, int(goto[1])
+            self._seek(ctx, sample_id, goto[1])
+        timeline = video_timeline(ctx.dataset, key, sample_id)
+        if timeline is None:
+            ctx.ops.set_panel_data({"timeline": []})
             return
-        rows = suspect_segments(ctx.dataset.select(sample_id), key)
+        rows = timeline.rows
         segment = ctx.panel.state.segment
-        if not segment or segment[0] != sample_id:
+        if not segment or segment[0] != sample_id:  # shown, not chosen: Next still starts from the top
             undecided = [r for r in rows if not r["review"]]
-            first = undecided[0] if undecided else None
-            segment = [sample_id, first["first_frame"], first["last_frame"]] if first else None
-            ctx.panel.state.segment = segment
-        current = next((r for r in rows if segment and [r["sample_id"], r["first_frame"], r["last_frame"]] == segment),
-                       None)  # fmt: skip
-        given = [results.classes[i] for i in video.labels]
-        suggested = [results.classes[i] for i in video.trajectory.mean_probs.argmax(1)]
+            segment = _key(undecided[0]) if undecided else None
+            ctx.panel.state.segment, ctx.panel.state.chosen = segment, False
+            ctx.panel.state.frame = None
+        current = next((r for r in rows if segment and _key(r) == segment), None)
         traces, layout = timeline_figure(
-            video.frame_numbers, video.scores["csl"], given, suggested, video.segments, results.threshold,
-            results.classes, (segment[1], segment[2]) if segment else None,
+            timeline, (segment[1], segment[2]) if segment else None, ctx.panel.state.frame
         )  # fmt: skip
         ctx.panel.state.has_scores = True
-        ctx.panel.state.layout = layout
-        ctx.panel.state.classes = results.classes
+        self._replace(ctx, "layout", layout)
+        self._replace(ctx, "classes", timeline.classes)
         ctx.panel.state.summary = (
-            f"**{len(video.segments)}** suspect segment(s) in this video; max CSL "
-            f"**{float(video.scores['csl'].max()):.2f}**, threshold {results.threshold:.2f} (run `{key}`)"
+            f"**{len(rows)}** suspect segment(s) in this video; max CSL **{max(timeline.csl):.2f}**, "
+            f"threshold {timeline.threshold:.2f} (run `{key}`)"
         )
         ctx.panel.state.current = self._describe(current)
         ctx.panel.state.can_accept = bool(current and current["suggested_label"] not in (None, current["given_label"]))
+        selection = ctx.panel.state.selection
+        ctx.panel.state.selection = selection if selection and selection[0] == sample_id else None
         ctx.panel.state.review = review_line(review_counts(ctx.dataset, key))  # consistent: read just above
         try:
             ctx.panel.state.changed = len(changed_videos(ctx.dataset, key))
         except CSLError:
             ctx.panel.state.changed = 0
-        ctx.panel.data.timeline = traces
+        ctx.ops.set_panel_data({"timeline": traces})  # replaced, never merged into the last video's
 
     @staticmethod
     def _describe(row) -> str:
         if row is None:
             return "No suspect segment chosen in this video: press **Next** to go to the next undecided one."
         suggestion = row["suggested_label"] if row["suggested_label"] not in (None, row["given_label"]) else "none"
+        proposal = row.get("proposed_labels") or []
+        if len(set(proposal)) > 1:  # e.g. both halves of a swap: accept writes each frame's
+            runs, last = [], None
+            for f, c in enumerate(proposal, start=row["first_frame"]):
+                if c != last:
+                    runs.append([f, f, c])
+                    last = c
+                else:
+                    runs[-1][1] = f
+            suggestion = ", ".join(f"{a}-{b} **{c}**" for a, b, c in runs)
         state = f" - **{row['review']}**" if row["review"] else ""
         return (
             f"**Frames {row['first_frame']}-{row['last_frame']}**: {row['error_type']}, given "
-            f"**{row['given_label']}**, suggested **{suggestion}**, mean CSL {row['mean_csl']:.2f}{state}"
+            f"**{row['given_label']}**, proposed {suggestion}, mean CSL {row['mean_csl']:.2f}{state}"
         )
 
     def render(self, ctx):
@@ -300,12 +404,19 @@ class CSLTimelinePanel(foo.Panel):
             row.enum("order", order.values(), default=s.order or "csl", on_change=self.on_change_order, view=order)
             if s.segment:
                 actions = panel.h_stack("actions", align_x="left", gap=1)
-                actions.btn("accept", label="Accept suggestion", icon="check", variant="contained",
+                actions.btn("accept", label="Accept proposal", icon="check", variant="contained",
                             disabled=not s.can_accept, on_click=self.on_accept)  # fmt: skip
                 actions.btn("keep", label="Keep given label", icon="block", on_click=self.on_keep)
                 actions.btn("reviewed", label="Mark reviewed", icon="visibility", on_click=self.on_reviewed)
-                actions.enum("relabel", s.classes or [], label="Relabel as", on_change=self.on_relabel,
+                name = "relabel_{}_{}_{}".format(*s.segment)  # one per segment: it starts empty on the next
+                actions.enum(name, s.classes or [], label="Relabel as", on_change=self.on_relabel,
                              view=types.DropdownView())  # fmt: skip
+            if s.selection:
+                picked = panel.h_stack("selection", align_x="left", gap=1)
+                picked.md(f"Selected frames **{s.selection[1]}-{s.selection[2]}**", name="selected")
+                picked.enum("relabel_selection_{}_{}_{}".format(*s.selection), s.classes or [],
+                            label="Relabel selection as", on_change=self.on_relabel_selection,
+                            view=types.DropdownView())  # fmt: skip
             undo = panel.h_stack("history", align_x="left", gap=1)
             undo.btn("undo", label="Undo last decision", icon="undo", on_click=self.on_undo)
             if s.changed:
@@ -315,10 +426,31 @@ class CSLTimelinePanel(foo.Panel):
                 panel.md(s.review, name="review")
             panel.plot(
                 "timeline", layout=s.layout, config={"displayModeBar": False, "responsive": True},
-                on_click=self.on_plot_click, componentsProps={"plotly": {"useResizeHandler": True}},
+                on_click=self.on_plot_click, on_selected=self.on_plot_select,
+                componentsProps={"plotly": {"useResizeHandler": True}},
             )  # fmt: skip
+            panel.md(LEGEND, name="legend")
         if s.runs and not active:
             panel.md(s.runs, name="runs")
         return types.Property(
             panel, view=types.GridView(orientation="vertical", align_x="stretch", height=100, width=100)
         )
+
+
+LEGEND = (
+    "Shaded: suspects (red undecided, green confirmed, grey kept, blue reviewed). Click the plot to move the "
+    "player to a frame; drag across it to select frames and relabel them."
+)
+
+
+def _pop_goto(ctx, sample_id):
+    """The segment a step to another video asked for, once that video is open."""
+    try:
+        store = ctx.store(RUN_STORE)
+        goto = store.get("goto")
+    except Exception:  # no execution store (an old FiftyOne)
+        return None
+    if goto and goto[0] == sample_id:
+        store.delete("goto")
+        return goto
+    return None

@@ -360,3 +360,22 @@ def test_a_decision_answers_only_suspects_flagged_on_the_labels_it_saw():
     assert not judged(decision, {**row, "flagged_labels": ["a", "a", "a"]})  # flagged on what it wrote
     assert not judged(decision, {**row, "first_frame": 9, "flagged_labels": ["a"] * 7})  # frames it did not judge
     assert judged(decision, row) and not judged(decision, {**row, "given_label": "b"})  # older runs: the label
+
+
+def test_the_same_decision_twice_is_recorded_once_and_one_undo_restores_the_labels(reviewable):
+    """A double click (or the same event delivered twice): the second
+    relabel writes nothing and records nothing, so one undo is enough."""
+    before = labels_of(reviewable)
+    row = with_suggestion(reviewable)[0]
+    sid, first, last = row["sample_id"], row["first_frame"], row["last_frame"]
+    label = row["suggested_label"]
+    one = fcsl.review_segment(reviewable, "csl", sid, first, last, "relabel", label)
+    two = fcsl.review_segment(reviewable, "csl", sid, first, last, "relabel", label)
+    assert two["repeated"] and two["decision_id"] == one["decision_id"] and not one.get("repeated")
+    assert len(fcsl.list_decisions(reviewable, "csl")) == 1
+    other = next(c for c in get_run_config(reviewable, "csl").classes if c != label)
+    three = fcsl.review_segment(reviewable, "csl", sid, first, last, "relabel", other)  # a new decision
+    assert not three.get("repeated") and len(fcsl.list_decisions(reviewable, "csl")) == 2
+    fcsl.undo_review(reviewable, "csl")
+    fcsl.undo_review(reviewable, "csl")
+    assert labels_of(reviewable) == before and fcsl.list_decisions(reviewable, "csl") == []

@@ -132,20 +132,6 @@ def test_inject_errors_refuses_to_touch_existing_fields(scratch):
         fcsl.inject_errors(scratch, "phase_clean", "phase_clean", overwrite=True)
 
 
-def test_timeline_figure_shades_segments_and_draws_threshold(audited):
-    from fiftyone_csl.operators.panel import timeline_figure
-
-    dataset, results, _ = audited
-    video = max(results.videos.values(), key=lambda v: len(v.segments))
-    given = [results.classes[i] for i in video.labels]
-    traces, layout = timeline_figure(
-        video.frame_numbers, video.scores["csl"], given, given, video.segments, results.threshold, results.classes
-    )
-    assert [t["name"] for t in traces] == ["CSL", "given label", "suggested label"]
-    rects = [s for s in layout["shapes"] if s["type"] == "rect"]
-    assert len(rects) == len(video.segments) > 0
-
-
 def test_forms_say_when_the_app_cannot_schedule_and_how_long_an_immediate_run_takes(monkeypatch):
     import fiftyone as fo
     import fiftyone.operators.types as types

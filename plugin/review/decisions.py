@@ -104,7 +104,10 @@ def review_segment(samples, csl_field: str, sample_id: str, first: int, last: in
     Returns:
         the decision as a dict (``decision_id``, ``decision``, ``sample_id``,
         ``first``, ``last``, ``error_type``, ``given_label``, ``new_label``,
-        ``mean_csl``, ``decided_at``, ``changed_frames``)
+        ``mean_csl``, ``decided_at``, ``changed_frames``); a decision that
+        repeats the newest one on these frames (same action and frames,
+        nothing to change) is not recorded again: the newest is returned
+        with ``repeated=True``
     """
     dataset = samples._dataset
     if action not in ACTIONS:
@@ -148,8 +151,14 @@ def review_segment(samples, csl_field: str, sample_id: str, first: int, last: in
         per_frame = _proposed(segment, first, last, config.classes) if action == "accept" else None
         target = {f: (per_frame[f - first] if per_frame else new_label) for f in range(first, last + 1)}
 
+        docs = decision_docs(dataset, names)
+        newest = next((d for d in reversed(docs) if d["sample_id"] == sample_id and d["first"] <= last
+                       and first <= d["last"]), None)  # fmt: skip
+        if _repeats(newest, action, first, last, new_label, per_frame, current):
+            # the same click again (a double event, a second process): one decision, not two
+            return {**_public(newest), "changed_frames": [], "repeated": True}
         # ordered by a number issued under the lock: the history's order is the order of the writes
-        seq = 1 + max((d.get("seq") or 0 for d in decision_docs(dataset, names)), default=0)
+        seq = 1 + max((d.get("seq") or 0 for d in docs), default=0)
         decision = dict(
             decision_id=str(ObjectId()),
             seq=seq,
@@ -173,6 +182,19 @@ def review_segment(samples, csl_field: str, sample_id: str, first: int, last: in
         )
         writeback.write_decision(dataset, csl_field, "apply", names, config.label_field, decision)
     return _public(decision)
+
+
+def _repeats(newest, action, first, last, new_label, per_frame, current) -> bool:
+    """Whether a decision would repeat ``newest`` (the newest decision on any
+    of its frames): the same action on the same frames, writing what they
+    already hold."""
+    if newest is None or newest["decision"] != ACTIONS[action] or (newest["first"], newest["last"]) != (first, last):
+        return False
+    if (newest.get("new_labels") or None) != (per_frame or None) or newest.get("new_label") != new_label:
+        return False
+    written = per_frame or [new_label] * (last - first + 1)
+    return all(v is None or w is None or v == w for v, w in zip((current.get(f) for f in range(first, last + 1)),
+                                                                  written))  # fmt: skip
 
 
 def _proposed(segment, first: int, last: int, classes: list) -> list | None:

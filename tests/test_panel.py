@@ -1,0 +1,169 @@
+"""The CSL timeline panel's logic, driven through its event handlers with a
+stand-in for the App's execution context (the real App: test_app_browser.py):
+the plot reads the labels as they are now and draws each decision, the data
+of a video replaces the last one's, Next follows the global order from the
+worst suspect, one click is one decision, and clips views find their video."""
+
+import fiftyone_csl as fcsl
+import pytest
+from fiftyone_csl.operators.panel import CSLTimelinePanel, timeline_figure
+from fiftyone_csl.plugin.review.timeline import video_timeline
+
+
+class _Attrs(dict):
+    def __getattr__(self, k):
+        return self.get(k)
+
+    def __setattr__(self, k, v):
+        self[k] = v
+
+    def set(self, k, v=None):
+        self[k] = v
+
+
+class _Ops:
+    def __init__(self, ctx):
+        self.ctx, self.calls = ctx, []
+
+    def __getattr__(self, name):
+        def op(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            if name == "open_sample":  # the App opens the sample, then tells the panel
+                self.ctx.current_sample = kwargs["id"]
+                self.ctx.panel_obj.on_change_current_sample(self.ctx)
+            if name == "set_panel_data":
+                self.ctx.data = args[0]
+
+        return op
+
+
+class _Store(dict):
+    def set(self, k, v):
+        self[k] = v
+
+    def delete(self, k):
+        self.pop(k, None)
+
+
+class Ctx:
+    """What the panel reads of the App: dataset, view, current sample, the
+    panel's state, its data, the store, operations."""
+
+    def __init__(self, dataset, view=None, sample=None):
+        self.dataset, self.view, self.current_sample = dataset, view if view is not None else dataset, sample
+        self.panel = _Attrs(state=_Attrs())
+        self.ops, self.params, self.data, self.triggers = _Ops(self), {}, None, []
+        self.stores = {}
+        self.panel_obj = CSLTimelinePanel()
+
+    def store(self, name):
+        return self.stores.setdefault(name, _Store())
+
+    def trigger(self, name, params=None):
+        self.triggers.append((name, params))
+
+    def event(self, handler, **params):
+        self.params = params
+        getattr(self.panel_obj, handler)(self)
+
+
+@pytest.fixture()
+def reviewable(audited):
+    dataset = audited[0].clone()
+    fcsl.copy_csl_run(dataset, "csl")
+    yield dataset
+    fcsl.delete_csl_run(dataset, "csl")
+    dataset.delete()
+
+
+def test_the_timeline_reads_the_labels_as_they_are_now_and_draws_each_decision(reviewable):
+    row = next(r for r in fcsl.suspect_segments(reviewable, "csl") if r["suggested_label"] != r["given_label"])
+    sid, first, last = row["sample_id"], row["first_frame"], row["last_frame"]
+    before = video_timeline(reviewable, "csl", sid)
+    label = next(c for c in before.classes if c != row["given_label"])
+    fcsl.review_segment(reviewable, "csl", sid, first, last, "relabel", label)
+    after = video_timeline(reviewable, "csl", sid)
+    inside = [g for f, g in zip(after.frame_numbers, after.given) if first <= f <= last]
+    assert inside and set(inside) == {label} != set(g for f, g in zip(before.frame_numbers, before.given)
+                                                    if first <= f <= last)  # fmt: skip
+    traces, layout = timeline_figure(after, (first, last), frame=first)
+    assert traces[1]["y"] == after.given and traces[0]["x"] == after.frame_numbers
+    decided = next(r for r in after.rows if (r["first_frame"], r["last_frame"]) == (first, last))
+    assert decided["review"] == "relabelled"
+    rects = [s for s in layout["shapes"] if s["type"] == "rect"]
+    assert len(rects) == len(after.rows) and any(s["fillcolor"].startswith("rgba(40, 160, 70") for s in rects)
+    assert any(s["type"] == "line" and s["x0"] == first for s in layout["shapes"])  # the player's frame
+
+
+def test_next_starts_at_the_worst_and_follows_the_global_order_across_decisions(reviewable):
+    rows = fcsl.suspect_segments(reviewable, "csl")
+    assert len({r["sample_id"] for r in rows}) >= 2
+    last_video = rows[-1]["sample_id"]
+    ctx = Ctx(reviewable, sample=last_video)  # the modal opened on some video
+    ctx.event("on_load")
+    assert ctx.panel.state.segment is not None and not ctx.panel.state.chosen
+    ctx.event("on_next")
+    assert ctx.panel.state.segment == [rows[0]["sample_id"], rows[0]["first_frame"], rows[0]["last_frame"]]
+    assert ctx.current_sample == rows[0]["sample_id"]
+    seen = [ctx.panel.state.segment]
+    for _ in range(min(4, len(rows) - 1)):
+        ctx.event("on_keep")
+        seen.append(ctx.panel.state.segment)
+    expected = [[r["sample_id"], r["first_frame"], r["last_frame"]] for r in rows[: len(seen)]]
+    assert seen == expected
+    # the player was sent to each segment's first frame, on the video's own timeline
+    moves = [p for name, p in ctx.triggers if name == "set_frame_number"]
+    assert moves[-1] == {"frame_number": seen[-1][1], "timeline_name": f"timeline-{seen[-1][0]}"}
+
+
+def test_a_video_change_replaces_the_plot_data_and_one_click_is_one_decision(reviewable):
+    lengths = dict(zip(*reviewable.values(["id", "frames.frame_number"])))
+    long_id, short_id = max(lengths, key=lambda k: len(lengths[k])), min(lengths, key=lambda k: len(lengths[k]))
+    assert len(lengths[long_id]) != len(lengths[short_id])
+    ctx = Ctx(reviewable, sample=long_id)
+    ctx.event("on_load")
+    assert len(ctx.data["timeline"][0]["x"]) == len(lengths[long_id])
+    ctx.current_sample = short_id
+    ctx.event("on_change_current_sample")
+    assert ctx.ops.calls[-1][0] == "set_panel_data"  # whole, not patched into the longer video's
+    assert len(ctx.data["timeline"][0]["x"]) == len(lengths[short_id])
+
+    ctx.event("on_next")
+    segment = list(ctx.panel.state.segment)
+    label = ctx.panel.state.classes[0]
+    ctx.event("on_relabel", value=label)
+    ctx.panel.state.segment, ctx.panel.state.chosen = segment, True  # the same event delivered twice
+    ctx.event("on_relabel", value=label)
+    decisions = fcsl.list_decisions(reviewable, "csl")
+    assert len(decisions) == 1 and decisions[0]["new_label"] == label
+    ctx.event("on_undo")
+    assert fcsl.list_decisions(reviewable, "csl") == []
+
+
+def test_a_selection_on_the_plot_is_relabelled_frame_for_frame(reviewable):
+    row = fcsl.suspect_segments(reviewable, "csl")[0]
+    sid = row["sample_id"]
+    ctx = Ctx(reviewable, sample=sid)
+    ctx.event("on_load")
+    frames = [row["first_frame"], row["first_frame"] + 1, row["first_frame"] + 2]
+    ctx.event("on_plot_select", data=[{"x": f, "y": 0.5} for f in frames])
+    assert ctx.panel.state.selection == [sid, frames[0], frames[-1]]
+    label = ctx.panel.state.classes[-1]
+    ctx.event("on_relabel_selection", value=label)
+    [d] = fcsl.list_decisions(reviewable, "csl")
+    assert (d["first"], d["last"], d["decision"], d["new_label"]) == (frames[0], frames[-1], "relabelled", label)
+    now = video_timeline(reviewable, "csl", sid)
+    assert {g for f, g in zip(now.frame_numbers, now.given) if f in frames} == {label}
+    fcsl.undo_review(reviewable, "csl")
+
+
+def test_on_a_clips_view_the_panel_shows_the_clips_video_and_opens_clips(reviewable):
+    clips = reviewable.load_saved_view("csl-suspect-clips")
+    clip = clips.first()
+    ctx = Ctx(reviewable, view=clips, sample=clip.id)
+    ctx.event("on_load")
+    assert ctx.panel.state.has_scores, "the panel must find the clip's video"
+    assert len(ctx.data["timeline"][0]["x"]) == len(reviewable[str(clip.sample_id)].frames)
+    ctx.event("on_next")
+    opened = [kw["id"] for name, _, kw in ctx.ops.calls if name == "open_sample"]
+    assert all(i in set(clips.values("id")) for i in opened)
