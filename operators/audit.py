@@ -73,14 +73,15 @@ class AuditVideoLabels(foo.Operator):
 
     def resolve_output(self, ctx):
         outputs = types.Object()
-        outputs.str("run_key", label="Run key")
-        outputs.int("videos", label="Videos scored")
-        outputs.int("suspect_segments", label="Suspect segments")
-        outputs.float("threshold", label="CSL threshold")
-        outputs.str("graph_id", label="Audit graph (queued for several workers; fcsl.audit_graph(id) tells its state)")
-        outputs.int("queued_parts", label="Parts queued now (each stage queues the next)")
-        if (ctx.results or {}).get("estimated_precision") is not None:
-            outputs.float("estimated_precision", label="Estimated precision of the flags (from the simulation)")
+        common.present_outputs(ctx, outputs, (
+            ("str", "run_key", "Run key"),
+            ("int", "videos", "Videos scored"),
+            ("int", "suspect_segments", "Suspect segments"),
+            ("float", "threshold", "CSL threshold"),
+            ("str", "graph_id", "Audit graph (queued for several workers; fcsl.audit_graph(id) tells its state)"),
+            ("int", "queued_parts", "Parts queued now (each stage queues the next)"),
+            ("float", "estimated_precision", "Estimated precision of the flags (from the simulation)"),
+        ))  # fmt: skip
         return types.Property(outputs)
 
     def __call__(

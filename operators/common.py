@@ -256,8 +256,8 @@ def features_inputs(ctx, inputs):
 
 def training_inputs(ctx, inputs):
     inputs.enum("model", sorted(HEADS), default=_audit_default("model"), label="Temporal model")
-    inputs.int("epochs", default=_audit_default("epochs"), min=1, max=1000, label="Epochs (one checkpoint each)")
-    inputs.int("folds", default=_audit_default("folds"), min=2, max=50, label="Cross-fitting folds")
+    count_input(ctx, inputs, "epochs", _audit_default("epochs"), "Epochs (one checkpoint each)", 1, 1000)
+    count_input(ctx, inputs, "folds", _audit_default("folds"), "Cross-fitting folds", 2, 50)
     inputs.bool(
         "cross_fit", default=_audit_default("cross_fit"),
         label="Cross-fit (score each video with models that never saw it)",
@@ -275,6 +275,16 @@ def training_inputs(ctx, inputs):
         )  # fmt: skip
 
 
+def choices_view(values, labels=None):
+    """A multiple choice among ``values`` that lists them (an autocomplete
+    without choices lists nothing)."""
+    labels = labels or {}
+    return types.AutocompleteView(
+        choices=[types.Choice(v, label=labels.get(v, v)) for v in values], allow_user_input=False,
+        allow_duplicates=False,
+    )  # fmt: skip
+
+
 def peer_inputs(ctx, inputs):
     peers = sorted(set(SCORES) - {"csl"})
     inputs.list(
@@ -283,8 +293,33 @@ def peer_inputs(ctx, inputs):
         default=[],
         required=False,
         label="Peer scores to write",
-        view=types.AutocompleteView(),
+        view=choices_view(peers),
     )
+
+
+def present_outputs(ctx, outputs, fields) -> None:
+    """Declares the outputs among ``fields`` (``(kind, name, label)``) that
+    the results hold: a form never shows "No value provided"."""
+    results = ctx.results or {}
+    for kind, name, label in fields:
+        if results.get(name) not in (None, ""):
+            getattr(outputs, kind)(name, label=label)
+
+
+def counts_text(counts: dict) -> str:
+    """``{"a": 3, "b": 1}`` -> ``"a: 3, b: 1"``."""
+    return ", ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
+
+
+def count_input(ctx, inputs, name, default, label, low, high, description=None):
+    """An int input checked here, with a message that names the bound (the
+    App's own for ``min`` reads as off by one)."""
+    value = ctx.params.get(name)
+    bad = isinstance(value, (int, float)) and not low <= value <= high
+    inputs.int(
+        name, default=default, label=label, description=description, invalid=bad,
+        error_message=f"{label}: between {low} and {high}" if bad else None,
+    )  # fmt: skip
 
 
 TRAINING_PARAMS = ("embeddings_field", "backbone", "backbone_runtime", "model", "epochs", "folds", "cross_fit",

@@ -32,7 +32,7 @@ class InjectErrors(foo.Operator):
         inputs.list(
             "kinds", types.Enum(list(ERROR_TYPES)), default=list(common.engine_default(inject_errors, "kinds")),
             label="Error types",
-            view=types.AutocompleteView(),
+            view=common.choices_view(list(ERROR_TYPES)),
         )  # fmt: skip
         inputs.float(
             "rate", default=common.engine_default(inject_errors, "rate"), min=0.001, max=0.9,
@@ -52,7 +52,7 @@ class InjectErrors(foo.Operator):
             **common.engine_params(p, ("kinds", "rate", "seed", "overwrite")),
         )
         ctx.trigger("reload_dataset")
-        return {"corrupted_frames": sum(counts.values()), "by_type": str(counts)}
+        return {"corrupted_frames": sum(counts.values()), "by_type": common.counts_text(counts)}
 
     def resolve_output(self, ctx):
         outputs = types.Object()

@@ -42,7 +42,7 @@ class LabelActively(foo.Operator):
                 "embeddings_field", vectors, required=False, label="Embeddings field (optional)",
                 description="Frame-level vectors as features; leave empty to use the backbone",
             )  # fmt: skip
-            inputs.int("epochs", default=default("epochs"), min=1, max=1000, label="Epochs")
+            common.count_input(ctx, inputs, "epochs", default("epochs"), "Epochs", 1, 1000)
             inputs.float(
                 "mgw_sigma", default=default("mgw_sigma"), min=0.0, label="MGW sigma (frames)",
                 description="Unlabelled frames train on their nearest label with weight exp(-d^2 / 2 sigma^2); "
@@ -60,8 +60,11 @@ class LabelActively(foo.Operator):
     def execute(self, ctx):
         p = ctx.params
         names = ("csl_field", "budget", "budget_unit", "embeddings_field", "epochs", "mgw_sigma", "lam", "sigma", "tag")
+        # the target chooses videos; every frame of them counts (a view that filters frames, such as the
+        # review queue, would hide the labels already given)
+        videos = ctx.dataset.select(ctx.target_view().values("id"))
         done = label_actively(
-            ctx.target_view(), p["label_field"], **common.engine_params(p, names),
+            videos, p["label_field"], **common.engine_params(p, names),
             progress=common.progress_callback(ctx),
         )  # fmt: skip
         common.reload_if_immediate(ctx)
@@ -76,11 +79,14 @@ class LabelActively(foo.Operator):
 
     def resolve_output(self, ctx):
         outputs = types.Object()
-        outputs.str("labelled", label="Labelled")
-        outputs.int("selected", label="Frames to label next")
-        outputs.str("view", label="Saved view")
-        outputs.str("propagated", label="Proposed labels")
-        outputs.md(ctx.results.get("picks", ""), name="picks")
+        common.present_outputs(ctx, outputs, (
+            ("str", "labelled", "Labelled"),
+            ("int", "selected", "Frames to label next"),
+            ("str", "view", "Saved view"),
+            ("str", "propagated", "Proposed labels"),
+        ))  # fmt: skip
+        if ctx.results.get("picks"):
+            outputs.md(ctx.results["picks"], name="picks")
         return types.Property(outputs)
 
     def __call__(self, sample_collection, label_field, csl_field="asl", budget=1.0, delegate=False, **kwargs):

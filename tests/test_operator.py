@@ -174,5 +174,46 @@ def test_label_actively_operator_trains_from_sparse_labels_and_queues_frames(scr
     )
     scratch.reload()
     assert scratch.count("frames.loop_review_priority") == 10
+    # on a view that shows some frames only (as the review queue does), every frame of its videos counts
+    from fiftyone import ViewField as F
+
+    few = scratch.match_frames(F("frame_number") <= 3)
+    again = _ok(
+        operator(few, "frames.sparse", "loop", budget=0, budget_unit="frames", embeddings_field="emb", epochs=2)
+    )
+    assert again["labelled"].startswith(f"{scratch.count('frames.sparse')} of {scratch.count('frames')} frames")
     assert scratch.count("frames.loop_propagated") == scratch.count("frames") - scratch.count("frames.sparse")
     assert scratch.count("frames.loop") == scratch.count("frames.sparse")
+
+
+class _FormCtx:
+    """What a form reads while it resolves: the params typed so far."""
+
+    def __init__(self, params, results=None):
+        self.params, self.results = params, results
+
+    def target_view(self):
+        return None
+
+
+def test_forms_list_their_choices_check_counts_with_their_own_message_and_show_only_present_results():
+    import fiftyone.operators.types as types
+    from fiftyone_csl.operators import common
+
+    inputs = types.Object()
+    common.peer_inputs(_FormCtx({}), inputs)
+    choices = [c.value for c in inputs.properties["peer_scores"].view.choices]
+    assert "last_loss" in choices and "aum" in choices and "csl" not in choices
+    inputs = types.Object()
+    common.training_inputs(_FormCtx({"epochs": 0, "folds": 1}), inputs)
+    for name, low in (("epochs", 1), ("folds", 2)):
+        prop = inputs.properties[name]
+        assert prop.invalid and f"between {low} and" in prop.error_message, name
+    inputs = types.Object()
+    common.training_inputs(_FormCtx({"epochs": 3, "folds": 2}), inputs)
+    assert not inputs.properties["epochs"].invalid and not inputs.properties["folds"].invalid
+    outputs = types.Object()
+    fields = (("str", "run_key", "Run key"), ("str", "graph_id", "Graph"), ("int", "videos", "Videos"))
+    common.present_outputs(_FormCtx({}, {"run_key": "csl", "graph_id": None, "videos": 0}), outputs, fields)
+    assert sorted(outputs.properties) == ["run_key", "videos"]
+    assert common.counts_text({"mislabel": 3, "boundary": 1}) == "mislabel: 3, boundary: 1"
