@@ -11,7 +11,7 @@ from bson import ObjectId
 from ..plugin.audit.delegated import delegated_runs
 from ..plugin.audit.rescore import changed_videos, refresh_scores
 from ..plugin.core.errors import CSLError
-from ..plugin.review.decisions import review_segment, undo_review
+from ..plugin.review.decisions import list_decisions, review_segment, undo_review
 from ..plugin.review.reports import review_counts
 from ..plugin.review.segments import suspect_segments
 from ..plugin.review.timeline import video_timeline
@@ -354,8 +354,10 @@ class CSLTimelinePanel(foo.Panel):
         selection = ctx.panel.state.selection
         ctx.panel.state.selection = selection if selection and selection[0] == sample_id else None
         ctx.panel.state.review = review_line(review_counts(ctx.dataset, key))  # consistent: read just above
-        try:
-            ctx.panel.state.changed = len(changed_videos(ctx.dataset, key))
+        try:  # the videos a decision relabelled and the open one: a click's cost does not grow with the dataset
+            touched = {d["sample_id"] for d in list_decisions(ctx.dataset, key) if d.get("changed_frames")}
+            touched.add(sample_id)
+            ctx.panel.state.changed = len(changed_videos(ctx.dataset.select(sorted(touched)), key))
         except CSLError:
             ctx.panel.state.changed = 0
         ctx.ops.set_panel_data({"timeline": traces})  # replaced, never merged into the last video's

@@ -274,15 +274,21 @@ def test_every_segment_is_decided_with_one_click_each(app, page):
     _open_panel(page, base, dataset)
     clicks = 1
     page.get_by_role("button", name="Next").click()  # the worst undecided segment
+    round_trips = []
     for decided in range(1, total + 1):
+        started = time.perf_counter()
         page.get_by_role("button", name="Keep given label").click()
         clicks += 1
         page.get_by_text(f"Review: {decided} decided", exact=False).first.wait_for()
+        round_trips.append(time.perf_counter() - started)  # the click until the panel shows its decision
     page.get_by_text(f"{total} false alarms, 0 to go", exact=False).first.wait_for()
     page.screenshot(path=os.path.join(SHOTS, "review-all-decided.png"))
     assert [r["review"] for r in fcsl.suspect_segments(dataset, "csl")] == ["kept"] * total
+    ordered = sorted(round_trips)
     with open(os.path.join(os.path.dirname(SHOTS), "review-clicks.json"), "w") as f:
-        json.dump(dict(segments=total, clicks=clicks, clicks_per_segment=round(clicks / total, 2)), f)
+        json.dump(dict(segments=total, clicks=clicks, clicks_per_segment=round(clicks / total, 2),
+                       median_round_trip_s=round(ordered[len(ordered) // 2], 3),
+                       max_round_trip_s=round(ordered[-1], 3)), f)  # fmt: skip
     assert clicks <= total + 1  # one per decision, plus the first Next
     while fcsl.list_decisions(dataset, "csl"):
         fcsl.undo_review(dataset, "csl")
