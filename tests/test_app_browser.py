@@ -149,7 +149,7 @@ def test_csl_timeline_panel_on_a_video(app, page):
     base, dataset = app
     _open_panel(page, base, dataset)
     page.locator(".js-plotly-plot").first.wait_for()
-    page.get_by_text("suggested label", exact=True).first.wait_for(state="attached")
+    page.get_by_text("proposed label", exact=True).first.wait_for(state="attached")
     page.screenshot(path=os.path.join(SHOTS, "csl-timeline-panel.png"))
     # the plot follows the panel's width
     panel = page.locator('[data-cy="panel-content-csl_timeline"]').first.bounding_box()
@@ -236,7 +236,7 @@ def test_a_segment_accepted_in_the_panel_changes_its_labels_and_undo_restores_th
     before = dict(zip(*dataset.values(["id", "frames.phase.label"])))
     _open_panel(page, base, dataset)
     page.get_by_role("button", name="Next").click()
-    accept = page.get_by_role("button", name="Accept suggestion")
+    accept = page.get_by_role("button", name="Accept proposal")
     for _ in range(20):  # a segment without a suggestion: the next one
         if accept.is_enabled():
             break
