@@ -275,14 +275,12 @@ def training_inputs(ctx, inputs):
         )  # fmt: skip
 
 
-def choices_view(values, labels=None):
+def choices_view(values):
     """A multiple choice among ``values`` that lists them (an autocomplete
     without choices lists nothing)."""
-    labels = labels or {}
     return types.AutocompleteView(
-        choices=[types.Choice(v, label=labels.get(v, v)) for v in values], allow_user_input=False,
-        allow_duplicates=False,
-    )  # fmt: skip
+        choices=[types.Choice(v, label=v) for v in values], allow_user_input=False, allow_duplicates=False
+    )
 
 
 def peer_inputs(ctx, inputs):
@@ -311,13 +309,13 @@ def counts_text(counts: dict) -> str:
     return ", ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
 
 
-def count_input(ctx, inputs, name, default, label, low, high, description=None):
+def count_input(ctx, inputs, name, default, label, low, high):
     """An int input checked here, with a message that names the bound (the
     App's own for ``min`` reads as off by one)."""
     value = ctx.params.get(name)
     bad = isinstance(value, (int, float)) and not low <= value <= high
     inputs.int(
-        name, default=default, label=label, description=description, invalid=bad,
+        name, default=default, label=label, invalid=bad,
         error_message=f"{label}: between {low} and {high}" if bad else None,
     )  # fmt: skip
 

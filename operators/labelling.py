@@ -61,8 +61,10 @@ class LabelActively(foo.Operator):
         p = ctx.params
         names = ("csl_field", "budget", "budget_unit", "embeddings_field", "epochs", "mgw_sigma", "lam", "sigma", "tag")
         # the target chooses videos; every frame of them counts (a view that filters frames, such as the
-        # review queue, would hide the labels already given)
-        videos = ctx.dataset.select(ctx.target_view().values("id"))
+        # review queue, would hide the labels already given). Its own dataset: a clips view stays one and
+        # is refused as such
+        target = ctx.target_view()
+        videos = target._dataset.select(target.values("id"))
         done = label_actively(
             videos, p["label_field"], **common.engine_params(p, names),
             progress=common.progress_callback(ctx),

@@ -11,11 +11,11 @@ from bson import ObjectId
 from ..plugin.audit.delegated import delegated_runs
 from ..plugin.audit.rescore import changed_videos, refresh_scores
 from ..plugin.core.errors import CSLError
-from ..plugin.review.decisions import list_decisions, review_segment, undo_review
+from ..plugin.review.decisions import review_segment, undo_review
 from ..plugin.review.reports import review_counts
-from ..plugin.review.segments import suspect_segments
+from ..plugin.review.segments import decision_docs, suspect_segments
 from ..plugin.review.timeline import video_timeline
-from ..plugin.runs.record import list_csl_runs
+from ..plugin.runs.record import RunNames, get_run_config, list_csl_runs
 from .common import RUN_STORE, remembered_run
 
 EMPTY_MESSAGE = (
@@ -355,7 +355,9 @@ class CSLTimelinePanel(foo.Panel):
         ctx.panel.state.selection = selection if selection and selection[0] == sample_id else None
         ctx.panel.state.review = review_line(review_counts(ctx.dataset, key))  # consistent: read just above
         try:  # the videos a decision relabelled and the open one: a click's cost does not grow with the dataset
-            touched = {d["sample_id"] for d in list_decisions(ctx.dataset, key) if d.get("changed_frames")}
+            names = RunNames.of(get_run_config(ctx.dataset, key))  # the dataset was reloaded just above
+            docs = decision_docs(ctx.dataset, names) if names.decisions else []
+            touched = {d["sample_id"] for d in docs if d.get("changed_frames")}
             touched.add(sample_id)
             ctx.panel.state.changed = len(changed_videos(ctx.dataset.select(sorted(touched)), key))
         except CSLError:

@@ -4,9 +4,11 @@ proposes, its suspects with their decisions, and the frames the review queue
 picked. What the App's timeline panel draws. Reads only, and only the
 video's own documents: its cost does not grow with the dataset."""
 
+import math
 from dataclasses import dataclass, field
 
 from ..core.errors import CSLError
+from ..runs.access import load_csl_results
 from ..runs.labels import label_field_kind, strip_frames_prefix
 from ..runs.record import RunNames, get_run_config
 from .segments import suspect_segments
@@ -78,16 +80,12 @@ def _number(threshold, num_classes) -> float:
     try:
         return float(threshold)
     except (TypeError, ValueError):  # "auto" before the first scoring
-        import math
-
         return math.log(num_classes)
 
 
 def _scored_labels(view, csl_field, sample_id, n) -> list:
     """The labels the run scored (a sample-level TemporalDetections field:
     the review does not change it)."""
-    from ..runs.access import load_csl_results  # the run's files: only for runs the review cannot change
-
     video = load_csl_results(view, csl_field).videos.get(sample_id)
     if video is None:
         return [None] * n
