@@ -14,16 +14,21 @@ from ..plugin.audit.plan import plan_audit
 from ..plugin.core.flags import resolve_threshold
 from ..plugin.core.scores import SCORES
 from ..plugin.core.train import TrainConfig
-from ..plugin.runs.record import get_run_config, list_csl_runs
+from ..plugin.runs.record import RunNames, get_run_config, list_csl_runs
 
 RUN_STORE = "csl_timeline"  # the execution store where the panel remembers the chosen run
 
 
 def label_field_choices(view) -> list:
-    """Frame-level Classification fields and sample-level TemporalDetections fields."""
+    """Frame-level Classification fields and sample-level TemporalDetections
+    fields, except those a CSL run wrote (its proposed labels, its suspects):
+    an audit of a run's own output is not what a user means by default."""
+    dataset = view._dataset
+    owned = {p for k in list_csl_runs(dataset) for p in RunNames.of(get_run_config(dataset, k)).paths()}
     frame_fields = view.get_frame_field_schema(embedded_doc_type=fol.Classification) or {}
     sample_fields = view.get_field_schema(embedded_doc_type=fol.TemporalDetections)
-    return [f"frames.{f}" for f in sorted(frame_fields)] + sorted(sample_fields)
+    paths = [f"frames.{f}" for f in sorted(frame_fields)] + sorted(sample_fields)
+    return [p for p in paths if p not in owned]
 
 
 def frame_classification_choices(view) -> list:
@@ -314,10 +319,8 @@ def count_input(ctx, inputs, name, default, label, low, high):
     App's own for ``min`` reads as off by one)."""
     value = ctx.params.get(name)
     bad = isinstance(value, (int, float)) and not low <= value <= high
-    inputs.int(
-        name, default=default, label=label, invalid=bad,
-        error_message=f"{label}: between {low} and {high}" if bad else None,
-    )  # fmt: skip
+    extra = dict(invalid=True, error_message=f"{label}: between {low} and {high}") if bad else {}
+    inputs.int(name, default=default, label=label, **extra)
 
 
 TRAINING_PARAMS = ("embeddings_field", "backbone", "backbone_runtime", "model", "epochs", "folds", "cross_fit",

@@ -179,10 +179,14 @@ def _audit_form(page, key, epochs, folds):
         except Exception:
             page.keyboard.press("Escape") if page.get_by_role("option").count() else None
     hint.wait_for()
-    numbers = dialog.locator('input[type="number"]')  # stride, epochs, folds, threshold
-    numbers.nth(1).fill(str(epochs))
-    numbers.nth(2).fill(str(folds))
+    _field(dialog, "Epochs (one checkpoint each)").fill(str(epochs))
+    _field(dialog, "Cross-fitting folds").fill(str(folds))
     return dialog
+
+
+def _field(dialog, label):
+    """The input that follows the field label ``label`` in a form."""
+    return dialog.locator(f"xpath=//*[normalize-space(text())='{label}']/following::input[1]")
 
 
 def test_an_audit_runs_from_the_operator_browser(app, page):
@@ -190,7 +194,8 @@ def test_an_audit_runs_from_the_operator_browser(app, page):
     _open(page, f"{base}/datasets/{dataset.name}")
     dialog = _audit_form(page, "app", epochs=3, folds=2)
     page.screenshot(path=os.path.join(SHOTS, "audit-form-filled.png"))
-    dialog.locator("button").nth(2).click()  # the execution menu: Schedule (default) or Execute
+    # the execution menu beside Schedule (the default): Execute runs it in the App's server
+    dialog.get_by_role("button", name="Schedule").locator("xpath=following::button[1]").click()
     page.get_by_role("menuitem").filter(has_text="Execute").click()
     dialog.get_by_role("button", name="Execute").click()
     page.get_by_text("Suspect segments", exact=False).first.wait_for(timeout=300_000)

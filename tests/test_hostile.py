@@ -103,10 +103,12 @@ def test_a_suspect_found_again_on_labels_a_decision_wrote_is_open_again(scratch)
     assert decided[(row["sample_id"], row["first_frame"])] == "accepted"
     # the same frames flagged again, now with the label the decision wrote as the given one
     sample = scratch[row["sample_id"]]
+    now = [sample.frames[n]["phase"].label for n in range(1, len(sample.frames) + 1)]
     dets = sample["k_errors"].detections
     for d in dets:
         if [int(x) for x in d.support] == [row["first_frame"], row["last_frame"]]:
             d["given_label"] = row["suggested_label"]
+            d["flagged_labels"] = now[row["first_frame"] - 1 : row["last_frame"]]
     sample.save()
     reopened = {(r["sample_id"], r["first_frame"]): r["review"] for r in fcsl.suspect_segments(scratch, "k")}
     assert reopened[(row["sample_id"], row["first_frame"])] is None
