@@ -144,3 +144,34 @@ def test_a_runtime_that_is_not_installed_fails_before_anything_is_written(scratc
     with pytest.raises(CSLError, match="not installed"):
         fcsl.compute_csl(scratch, "phase", backbone_runtime="openvino", **FAST)
     assert snapshot(scratch) == before
+
+
+def test_the_converted_openvino_encoder_is_kept_checked_and_shared(tmp_path, frames, reference):
+    """A second encoder reads the converted model the first one kept (same
+    features); a file altered in the cache, or a symbolic link planted where
+    the cache goes, is not used, not followed and not removed."""
+    if "openvino" not in encoders.available_runtimes():
+        pytest.skip("openvino is not installed")
+    first, _ = encoders.build_encoder("efficientnet-lite0", None, "cpu", "openvino", cache_dir=str(tmp_path))
+    second, _ = encoders.build_encoder("efficientnet-lite0", None, "cpu", "openvino", cache_dir=str(tmp_path))
+    assert (first.cached, second.cached) == (False, True)
+    np.testing.assert_allclose(second(frames), first(frames), atol=1e-5)
+    (folder,) = (tmp_path / "encoders").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([encoders.ENCODER_META, *encoders.MODEL_FILES])
+
+    with open(folder / "model.bin", "r+b") as f:  # one byte altered
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    altered, _ = encoders.build_encoder("efficientnet-lite0", None, "cpu", "openvino", cache_dir=str(tmp_path))
+    assert altered.cached is False and _cosine(altered(frames), reference).min() >= 0.999
+    assert (folder / "model.bin").exists()  # left for its owner to look at
+
+    planted = tmp_path / "planted"
+    (planted / "encoders").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (planted / "encoders" / folder.name).symlink_to(elsewhere)
+    linked, _ = encoders.build_encoder("efficientnet-lite0", None, "cpu", "openvino", cache_dir=str(planted))
+    assert linked.cached is False and list(elsewhere.iterdir()) == []

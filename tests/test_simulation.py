@@ -96,3 +96,27 @@ def test_refresh_scores_rescores_only_the_videos_whose_labels_were_fixed(scratch
     assert dict(zip(*scratch.exclude([sample.id]).values(["id", "frames.r"]))) == other_scores
     assert fcsl.changed_videos(scratch, "r") == []
     assert len(fcsl.load_csl_results(scratch, "r").videos) == len(results.videos)
+
+
+def test_changed_videos_reads_the_kept_digests_not_the_trajectories(scratch, monkeypatch):
+    """Which videos changed is told by the digest of each video's labels the
+    run kept: no trajectory is opened, and a label changed on a frame the
+    stride did not score counts too (its video is scored again, cheaply)."""
+    from fiftyone_csl.plugin.core.manifest import Manifest
+
+    fcsl.compute_csl(scratch, "phase", "r", embeddings_field="emb", stride=2, **FAST)
+    opened = []
+    real = Manifest.verified_path
+    monkeypatch.setattr(Manifest, "verified_path", lambda self, d, rel: opened.append(rel) or real(self, d, rel))
+    assert fcsl.changed_videos(scratch, "r") == []
+    sample = scratch.first()
+    even = next(n for n in sorted(sample.frames.keys()) if n % 2 == 0)  # not on the stride-2 grid
+    classes = sorted(set(scratch.distinct("frames.phase.label")))
+    frame = sample.frames[even]
+    frame["phase"].label = next(c for c in classes if c != frame["phase"].label)
+    sample.save()
+    assert fcsl.changed_videos(scratch, "r") == [sample.id]
+    assert not [rel for rel in opened if rel.startswith("trajectories/")]
+    frame["phase"].label = None  # a label removed
+    sample.save()
+    assert fcsl.changed_videos(scratch, "r") == [sample.id]

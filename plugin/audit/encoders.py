@@ -18,7 +18,12 @@ as the fastest path whose features match torch float32 within a cosine of
 bfloat16 broke that bound (0.994), so every runtime computes in float32.
 """
 
+import hashlib
+import json
+import logging
 import os
+import shutil
+import stat
 import tempfile
 import warnings
 from importlib.util import find_spec
@@ -28,6 +33,9 @@ import torch
 
 from ...models.backbones import BACKBONES, build_backbone
 from ..core.errors import CSLError
+from ..core.utils import atomic_write_json, sha256_file
+
+logger = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "torch", "openvino", "onnxruntime")
 AUTO_ORDER = ("openvino", "onnxruntime")  # fastest first, as measured by benchmarks/backbone.py
@@ -104,22 +112,20 @@ class TorchEncoder:
 class OpenVINOEncoder:
     """The backbone converted to OpenVINO (input: uint8 NCHW, any batch),
     compiled for throughput: a batch is cut into micro-batches of
-    ``micro_batch`` frames that the CPU plugin's streams run side by side."""
+    ``micro_batch`` frames that the CPU plugin's streams run side by side.
+    With ``cache_dir`` the converted model is kept there and read back by
+    later processes (:func:`converted_model`)."""
 
     def __init__(
         self, model: torch.nn.Module, image_size: int, precision: str = "fp32", micro_batch: int = 4,
-        hint: str = "THROUGHPUT",
+        hint: str = "THROUGHPUT", cache_dir: str | None = None,
     ):  # fmt: skip
         import openvino as ov  # optional: pip install fiftyone-csl[fast]
 
-        example = torch.zeros(1, 3, image_size, image_size, dtype=torch.uint8)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # the converter traces with torch.jit
-            converted = ov.convert_model(
-                model.eval(), example_input=example, input=[ov.PartialShape([-1, 3, image_size, image_size])]
-            )
+        core = ov.Core()
+        converted, self.cached = converted_model(ov, core, model, image_size, cache_dir)
         config = {"INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision], "PERFORMANCE_HINT": hint}
-        compiled = ov.Core().compile_model(converted, "CPU", config)
+        compiled = core.compile_model(converted, "CPU", config)
         self.micro_batch = micro_batch
         self.results = {}
         self.queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
@@ -135,6 +141,89 @@ class OpenVINOEncoder:
             self.queue.start_async({0: part}, index)
         self.queue.wait_all()
         return np.concatenate([self.results.pop(i) for i in range(len(parts))]).astype(np.float32, copy=False)
+
+
+ENCODER_CACHE_FORMAT = 1
+ENCODER_META = "encoder.json"
+MODEL_FILES = ("model.xml", "model.bin")
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A sha256 of a module's state (names, shapes, dtypes and values)."""
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _cached_files_ok(folder: str, key: str) -> bool:
+    """The folder is a real one (no symbolic link on the way, none inside)
+    whose ``encoder.json`` names ``key`` and the sha256 of both model files."""
+    if os.path.islink(folder) or os.path.islink(os.path.dirname(folder)) or not os.path.isdir(folder):
+        return False
+    meta_path = os.path.join(folder, ENCODER_META)
+    if not _regular(meta_path):
+        return False
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return False
+    files = meta.get("files") or {}
+    if meta.get("key") != key or sorted(files) != sorted(MODEL_FILES):
+        return False
+    return all(_regular(os.path.join(folder, n)) and sha256_file(os.path.join(folder, n)) == files[n] for n in files)
+
+
+def converted_model(ov, core, model: torch.nn.Module, image_size: int, cache_dir: str | None):
+    """The backbone as an OpenVINO model, and whether it came from the cache.
+
+    With ``cache_dir``, the converted model lives in
+    ``<cache_dir>/encoders/openvino-<key>/``, keyed by the weights' sha256,
+    the input size and the versions of OpenVINO, torch and this format. A
+    folder is used only when its files match the sha256 recorded with them;
+    it is written beside and renamed into place, so processes starting at
+    once (workers on one machine) never read half a model; a folder that
+    fails its check, or a symbolic link where it should be, is left alone and
+    the model is converted in memory."""
+    key_fields = dict(weights=weights_digest(model), size=image_size, openvino=ov.__version__,
+                      torch=torch.__version__, format=ENCODER_CACHE_FORMAT)  # fmt: skip
+    key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:24]
+    folder = os.path.join(cache_dir, "encoders", f"openvino-{key}") if cache_dir else None
+    if folder is not None and _cached_files_ok(folder, key):
+        return core.read_model(os.path.join(folder, "model.xml")), True
+    example = torch.zeros(1, 3, image_size, image_size, dtype=torch.uint8)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the converter traces with torch.jit
+        converted = ov.convert_model(
+            model.eval(), example_input=example, input=[ov.PartialShape([-1, 3, image_size, image_size])]
+        )
+    if folder is None:
+        return converted, False
+    if os.path.lexists(folder) or os.path.islink(os.path.dirname(folder)):  # not made by this call: not touched
+        logger.warning("encoder cache %s fails its check (or is a link); the model is converted in memory", folder)
+        return converted, False
+    try:
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".openvino-", dir=os.path.dirname(folder))
+        try:
+            ov.save_model(converted, os.path.join(staging, "model.xml"), compress_to_fp16=False)
+            files = {n: sha256_file(os.path.join(staging, n)) for n in MODEL_FILES}
+            atomic_write_json(os.path.join(staging, ENCODER_META), dict(key=key, files=files, **key_fields))
+            os.rename(staging, folder)  # fails if another process got there first: theirs is as good
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError as e:  # a read-only or full cache: the encoder still works
+        logger.warning("could not keep the converted encoder under %s: %s", cache_dir, e)
+    return converted, False
 
 
 class ONNXEncoder:
@@ -162,9 +251,10 @@ class ONNXEncoder:
         return np.concatenate(parts).astype(np.float32, copy=False)
 
 
-def build_encoder(backbone: str, weights_path=None, device="cpu", runtime: str = "auto"):
+def build_encoder(backbone: str, weights_path=None, device="cpu", runtime: str = "auto", cache_dir=None):
     """A pretrained ``backbone`` ready to encode frames, on the runtime that
-    ``runtime`` resolves to (:func:`resolve_runtime`).
+    ``runtime`` resolves to (:func:`resolve_runtime`); ``cache_dir`` keeps
+    OpenVINO's converted model for the next process.
 
     Returns ``(encoder, runtime_name)``: ``encoder(images (N, H, W, 3) uint8)
     -> features (N, D) float32``.
@@ -174,7 +264,7 @@ def build_encoder(backbone: str, weights_path=None, device="cpu", runtime: str =
     model = build_backbone(backbone, weights_path)
     size = BACKBONES[backbone].image_size
     if name == "openvino":
-        return OpenVINOEncoder(model, size), name
+        return OpenVINOEncoder(model, size, cache_dir=cache_dir), name
     if name == "onnxruntime":
         return ONNXEncoder(model, size), name
     return TorchEncoder(model, device), name  # float32 everywhere: reduced precision was not measured to hold
@@ -185,14 +275,15 @@ class LazyEncoder:
     features are all cached never loads the backbone); ``runtime`` is known
     at once."""
 
-    def __init__(self, backbone: str, weights_path=None, device="cpu", runtime: str = "auto"):
+    def __init__(self, backbone: str, weights_path=None, device="cpu", runtime: str = "auto", cache_dir=None):
         self.args = (backbone, weights_path, torch.device(device))
         self.runtime = resolve_runtime(runtime, self.args[2])
+        self.cache_dir = cache_dir
         self.encoder = None
 
     def build(self) -> None:
         if self.encoder is None:
-            self.encoder, _ = build_encoder(*self.args, runtime=self.runtime)
+            self.encoder, _ = build_encoder(*self.args, runtime=self.runtime, cache_dir=self.cache_dir)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         self.build()

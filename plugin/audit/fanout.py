@@ -304,13 +304,13 @@ def _assembled(doc, plan, replays=False):
             part = _read_part(doc, f"replay_{index:03d}.json")
             manifest.trajectories.update(part["trajectories"])
             manifest.label_runs.update(part.get("label_runs") or {})
+            manifest.label_fingerprints.update(part.get("label_fingerprints") or {})
             manifest.files.update(part["files"])
-        manifest.trajectories = {s.sample_id: manifest.trajectories[s.sample_id] for s in plan.prepared.sequences}
-        manifest.label_runs = {
-            s.sample_id: manifest.label_runs[s.sample_id]
-            for s in plan.prepared.sequences
-            if s.sample_id in manifest.label_runs
-        }
+        order = [s.sample_id for s in plan.prepared.sequences]  # the inline audit's order
+        manifest.trajectories = {sid: manifest.trajectories[sid] for sid in order}
+        for name in ("label_runs", "label_fingerprints"):
+            kept = getattr(manifest, name)
+            setattr(manifest, name, {sid: kept[sid] for sid in order if sid in kept})
         manifest.files = dict(sorted(manifest.files.items()))
     manifest.checkpoint_bytes_per_epoch = manifest.checkpoint_bytes(doc["folder"])
     return manifest
@@ -337,8 +337,10 @@ def _replay_part(samples, doc, index, progress):
     replay_and_score(doc["folder"], manifest, shard.sequences, plan.device, audit.precision, progress,
                      audit.threshold_value, audit.peer_scores)  # fmt: skip
     files = {rel: manifest.files[rel] for rel in manifest.trajectories.values()}
-    label_runs = {sid: manifest.label_runs[sid] for sid in manifest.trajectories if sid in manifest.label_runs}
-    part = {"trajectories": manifest.trajectories, "files": files, "label_runs": label_runs}
+    part = {"trajectories": manifest.trajectories, "files": files}
+    for name in ("label_runs", "label_fingerprints"):
+        kept = getattr(manifest, name)
+        part[name] = {sid: kept[sid] for sid in manifest.trajectories if sid in kept}
     atomic_write_json(os.path.join(doc["folder"], "parts", f"replay_{index:03d}.json"), part)
 
 

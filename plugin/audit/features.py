@@ -287,7 +287,7 @@ def iter_backbone_features(
 
     stats = stats if stats is not None else FeatureStats()
     strides = [stride] * len(paths) if isinstance(stride, int) else list(stride)
-    encoder = LazyEncoder(backbone, weights_path, device, runtime)  # built on the first file not cached
+    encoder = LazyEncoder(backbone, weights_path, device, runtime, cache_dir)  # built on the first file not cached
     stats.runtime = encoder.runtime
     for path, step in zip(paths, strides):
         yield video_features(

@@ -22,7 +22,7 @@ from ..core.checks import (
 from ..core.errors import CSLError
 from ..core.manifest import Manifest
 from ..core.replay import PRECISIONS, autocast_context
-from ..core.stages import ERROR_PROB, check_folds, check_peer_scores
+from ..core.stages import ERROR_PROB, check_folds, check_peer_scores, run_bytes
 from ..core.utils import resolve_device
 from ..runs import fields as fcfields
 from ..runs import labels as fclabels
@@ -209,6 +209,10 @@ def plan_audit(
         function, store_embeddings_field,
     )  # fmt: skip
     autocast_context(plan.device, precision)  # an impossible precision fails before any work
+    p = plan.prepared
+    need = run_bytes(p.sequences, p.in_dim, len(p.classes), plan.config, len(plan.fold_members), score, simulation)
+    hint = "" if plan.config.half_checkpoints else ", or half_checkpoints=True to halve the checkpoints"
+    plan.store.check_space(need, hint)
     threshold_value = fcflags.resolve_threshold(threshold, len(plan.prepared.classes))
     return AuditPlan(plan, score, threshold, threshold_value, tuple(peer_scores), precision, simulation,
                      target_precision, store_embeddings_field, cache_dir)  # fmt: skip

@@ -8,11 +8,13 @@ import shutil
 import numpy as np
 
 from ..core import flags as fcflags
+from ..core import sequences as fcseq
 from ..core.checks import check_choice, check_device, check_int, check_threshold
 from ..core.errors import CSLError
 from ..core.replay import PRECISIONS, autocast_context
 from ..core.results import CSLResults
-from ..core.stages import ERROR_PROB, check_peer_scores, replay_and_score
+from ..core.stages import ERROR_PROB, check_peer_scores, replay_and_score, run_bytes
+from ..core.train import TrainConfig
 from ..core.utils import StagedProgress, balanced_groups, resolve_device
 from ..runs import fields as fcfields
 from ..runs import labels as fclabels
@@ -90,6 +92,9 @@ def replay_checkpoints(
     if prepared.in_dim != manifest.in_dim:
         raise CSLError(f"features have dimension {prepared.in_dim}; the run's models expect {manifest.in_dim}")
     store = RunStore.of(config)
+    train = TrainConfig(**{k: v for k, v in manifest.config.items() if k in TrainConfig.__dataclass_fields__})
+    need = run_bytes(prepared.sequences, manifest.in_dim, len(manifest.classes), train, len(manifest.folds))
+    store.check_space({"trajectories": need["trajectories"], "total": need["trajectories"]})
     progress = StagedProgress(progress, {"features": 4, "replay": 1.5, "write": 0.5})
     with dataset_lock(dataset):  # the version cannot be replaced while its checkpoints are linked
         # read the current version under the lock: another replay may have committed since the checks
@@ -101,6 +106,7 @@ def replay_checkpoints(
 
         replay_manifest = dataclasses.replace(
             manifest, trajectories={}, error_probs={}, simulation=None, label_runs=dict(manifest.label_runs),
+            label_fingerprints=dict(manifest.label_fingerprints),
             files={k: v for k, v in manifest.files.items() if shared(k)},
         )  # fmt: skip
         if prepared.spec.sparse_labels:  # the labels may have grown since the training
@@ -118,8 +124,9 @@ def replay_checkpoints(
                 dataset, store, staging, replay_manifest, names, state="scored", threshold=threshold_value,
                 video_ids=list(videos), replace=False, previous={"files": manifest.files}, videos=videos,
             )  # fmt: skip
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
+        store.raise_if_full(e)
         raise
     return CSLResults(csl_field, version, prepared.classes, threshold_value, videos)
 
@@ -167,8 +174,11 @@ def replay_shards(samples, num_shards: int) -> list:
 
 def changed_videos(samples, csl_field: str = "csl") -> list:
     """Ids of the videos of ``samples`` whose labels in the run's label field
-    differ from the labels they were scored against (a label changed, added
-    or removed on a scored frame), or that the run has not scored."""
+    differ from the labels they were scored against, or that the run has not
+    scored. A video is compared by the digest of its labelled frames the run
+    kept (any label changed, added or removed, also between scored frames):
+    its trajectory is not opened. Runs of earlier versions, which kept no
+    digest, compare the labels of the scored frames with the trajectory's."""
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
     config = get_run_config(samples, csl_field)
@@ -179,6 +189,11 @@ def changed_videos(samples, csl_field: str = "csl") -> list:
         relpath = manifest.trajectories.get(sid)
         if relpath is None:
             if len(numbers):
+                changed.append(sid)
+            continue
+        kept = manifest.label_fingerprints.get(sid)
+        if kept is not None:  # no trajectory to open: the digest of the labels it was scored against
+            if fcseq.label_fingerprint(numbers, [index.get(n, -1) for n in names]) != kept:
                 changed.append(sid)
             continue
         with np.load(manifest.verified_path(config.run_dir, relpath)) as data:

@@ -102,6 +102,7 @@ def run_audit(samples, label_field, csl_field, embeddings_field, score: bool, fu
         except BaseException as e:
             if not isinstance(e, KeyboardInterrupt):  # an interrupted call keeps its staging to resume
                 shutil.rmtree(staging, ignore_errors=True)
+            plan.store.raise_if_full(e)
             raise
     if not score:
         return version

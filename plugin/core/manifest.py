@@ -41,6 +41,10 @@ class Manifest:
             code of each trajectory's given labels (the procedure the
             decoder learns; empty in runs of earlier versions, which flag by
             the CSL rules)
+        label_fingerprints: ``{sample_id: digest}`` of every labelled frame
+            of each scored video as read (``sequences.label_fingerprint``):
+            what tells a changed video without opening its trajectory
+            (empty in runs of earlier versions)
     """
 
     dataset_id: str | None
@@ -61,6 +65,7 @@ class Manifest:
     error_probs: dict = field(default_factory=dict)
     labelled_fraction: dict = field(default_factory=dict)
     label_runs: dict = field(default_factory=dict)
+    label_fingerprints: dict = field(default_factory=dict)
     seconds: float | None = None
     method: str = METHOD
     format: int = MANIFEST_FORMAT

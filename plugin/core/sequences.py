@@ -7,6 +7,7 @@ its support). Sequences are what the rest of the engine consumes, so
 non-FiftyOne data can enter here too (see :func:`sequences_from_arrays`).
 """
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,9 @@ class VideoSequence:
         labelled: (T,) bool, False where a frame has no given label and
             ``labels`` holds the nearest labelled frame's class (sparse
             labels); None when every frame is labelled
+        fingerprint: :func:`label_fingerprint` of every labelled frame of
+            the video it was read from (kept by the run, so a later check of
+            changed labels reads no trajectory); None for arrays
     """
 
     sample_id: str
@@ -35,6 +39,7 @@ class VideoSequence:
     labels: np.ndarray
     features: np.ndarray | None = field(default=None, repr=False)
     labelled: np.ndarray | None = field(default=None, repr=False)
+    fingerprint: str | None = None
 
     def __len__(self):
         return len(self.frame_numbers)
@@ -69,8 +74,18 @@ def build_sequences(raw, classes: list, keep_empty: bool = False) -> list:
         if len(fns) == 0 and not keep_empty:
             continue
         labels = np.array([index[n] for n in names], dtype=np.int64)
-        sequences.append(VideoSequence(sid, path, fns, labels))
+        sequences.append(VideoSequence(sid, path, fns, labels, fingerprint=label_fingerprint(fns, labels)))
     return sequences
+
+
+def label_fingerprint(frame_numbers, labels) -> str:
+    """A digest of a video's labelled frames (their numbers and class
+    indices, -1 for a class the run does not know): equal digests, equal
+    labels."""
+    h = hashlib.sha256(np.ascontiguousarray(frame_numbers, dtype=np.int64).tobytes())
+    h.update(b"|")
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()[:32]
 
 
 def subsample(sequence: VideoSequence, stride: int) -> VideoSequence:
@@ -87,6 +102,7 @@ def subsample(sequence: VideoSequence, stride: int) -> VideoSequence:
         sequence.frame_numbers[keep],
         sequence.labels[keep],
         None if sequence.features is None else sequence.features[keep],
+        fingerprint=sequence.fingerprint,
     )
 
 
@@ -117,7 +133,7 @@ def on_grid(sequence: VideoSequence, grid, stride: int) -> VideoSequence:
         given[cell[::-1]] = sequence.labels[::-1]  # the first label of a cell is the one kept
     labelled = given >= 0
     labels = nearest_labelled(given, labelled, grid) if labelled.any() else np.zeros(len(grid), dtype=np.int64)
-    return VideoSequence(sequence.sample_id, sequence.filepath, grid, labels, None, labelled)
+    return VideoSequence(sequence.sample_id, sequence.filepath, grid, labels, None, labelled, sequence.fingerprint)
 
 
 def given_labels(sequence: VideoSequence) -> np.ndarray:

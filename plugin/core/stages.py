@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from ...models import build_head
 from . import dynamics
 from . import edits as fcedits
 from . import flags as fcflags
@@ -95,6 +96,30 @@ def train_into(run_dir, manifest: Manifest, sequences, config, progress, device,
     return manifest
 
 
+def run_bytes(sequences, in_dim: int, num_classes: int, config, folds: int, score: bool = True,
+              simulation: bool = False) -> dict:  # fmt: skip
+    """The bytes a run's version folder will hold, by kind, estimated before
+    any work: a checkpoint per epoch per fold (float16 with
+    ``config.half_checkpoints``) and each fold's resume state (model and
+    Adam's two moments), and with ``score`` one trajectory per video (per
+    frame: loss and margin per epoch, two class-probability rows, frame
+    number and label). The simulation trains and replays a copy beside it.
+    The feature cache is not counted: it lives in its own folder and is
+    shared between runs."""
+    head = build_head(config.model, in_dim, num_classes, **config.model_kwargs)
+    params = sum(v.numel() for v in head.state_dict().values() if v.is_floating_point())
+    per_checkpoint = params * (2 if config.half_checkpoints else 4) + 16_384  # the pickle's own overhead
+    frames = sum(len(s) for s in sequences)
+    out = {
+        "checkpoints": folds * (config.epochs * per_checkpoint + 3 * params * 4),
+        "trajectories": frames * (8 * config.epochs + 8 * num_classes + 16) + 4_096 * len(sequences) if score else 0,
+    }
+    if simulation:
+        out["simulation"] = out["checkpoints"] + out["trajectories"]
+    out["total"] = sum(out.values())
+    return out
+
+
 def replay_and_score(run_dir, manifest: Manifest, sequences, device, precision, progress, threshold, peer_scores):
     """Replays the videos one at a time and scores each as it comes.
 
@@ -109,6 +134,8 @@ def replay_and_score(run_dir, manifest: Manifest, sequences, device, precision, 
     route = manifest.fold_router()
     for s in sequences:  # the procedure is learned from every video's labels, before the first is flagged
         manifest.label_runs[s.sample_id] = fcproc.label_runs(fcseq.given_labels(s))
+        if s.fingerprint is not None:
+            manifest.label_fingerprints[s.sample_id] = s.fingerprint
     counts = procedure_counts(manifest, sequences)
     # one fold after another, then new videos: each fold's stack loads once
     ordered = sorted(sequences, key=lambda s: (len(route(s.sample_id)), route(s.sample_id)))

@@ -1,6 +1,7 @@
 """The run directory on disk: ``<root>/<dataset id>/<run key>/``, its
 version and staging folders, and who owns them."""
 
+import errno
 import json
 import os
 import shutil
@@ -65,6 +66,31 @@ class RunStore:
             os.remove(probe)
         except OSError as e:
             raise CSLError(f"cannot write run files under {self.key_dir}: {e}") from None
+
+    def check_space(self, need: dict, hint: str = "") -> None:
+        """Refuses, before any work, a run whose files (``need``: bytes by
+        kind and ``"total"``, e.g. from ``stages.run_bytes``) would not fit
+        on the disk of the run's folder, with a margin of 10% + 64 MiB."""
+        self.check_writable()
+        free = shutil.disk_usage(self.key_dir).free
+        wanted = int(need["total"] * 1.1) + (64 << 20)
+        if wanted > free:
+            parts = ", ".join(f"{k} {human_bytes(v)}" for k, v in need.items() if k != "total" and v)
+            raise CSLError(
+                f"run '{self.run_key}' needs about {human_bytes(wanted)} under {self.key_dir} ({parts}, with a margin) "
+                f"but its disk has {human_bytes(free)} free: short by {human_bytes(wanted - free)}. "
+                f"Free space, pass run_dir= on another disk{hint}"
+            )
+
+    def raise_if_full(self, error: BaseException) -> None:
+        """Says, as a :class:`CSLError`, that ``error`` is a full disk (the
+        staging folder is already removed; the current version is untouched)."""
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise CSLError(
+                f"the disk under {self.key_dir} filled up while run '{self.run_key}' was being written ({error}); "
+                "nothing was changed and the previous version, if any, is still the run: free space or pass "
+                "run_dir= on another disk"
+            ) from error
 
     def staging(self, name: str | None = None) -> str:
         """A new (or, for a named training staging, existing) folder beside
@@ -173,3 +199,12 @@ def _owner_dead(path: str, host: str, stale_seconds: float = 24 * 3600) -> bool:
     if owner.get("host") == host:
         return not pid_alive(int(owner.get("pid", -1)))
     return time.time() - float(owner.get("time", 0)) > stale_seconds
+
+
+def human_bytes(n: int) -> str:
+    """``1.5 GB``-style sizes for messages."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000

@@ -251,6 +251,8 @@ def _merge(dataset, store, staging, manifest, current, previous) -> Manifest:
             manifest.files[rel] = now.files[rel]
             if sid in now.label_runs:
                 manifest.label_runs[sid] = now.label_runs[sid]
+            if sid in now.label_fingerprints:
+                manifest.label_fingerprints[sid] = now.label_fingerprints[sid]
     for rel, sha in now.files.items():
         if keep(rel):
             manifest.files.setdefault(rel, sha)
