@@ -1,5 +1,6 @@
 """Feature standardisation stored inside a head's state dict."""
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -57,6 +58,9 @@ BLOCK_ROWS = 16384  # a long video is summed in blocks: at most this many rows i
 
 def _blocks(chunks):
     for chunk in chunks:
-        chunk = torch.as_tensor(chunk)
+        if not isinstance(chunk, torch.Tensor):  # numpy, possibly memory-mapped: one block in memory at a time
+            for start in range(0, len(chunk), BLOCK_ROWS):
+                yield torch.from_numpy(np.asarray(chunk[start : start + BLOCK_ROWS], dtype=np.float64))
+            continue
         for start in range(0, len(chunk), BLOCK_ROWS):
             yield chunk[start : start + BLOCK_ROWS].to(torch.float64)

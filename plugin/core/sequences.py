@@ -155,7 +155,9 @@ def nearest_labelled(labels: np.ndarray, labelled: np.ndarray, positions: np.nda
 
 def sequences_from_arrays(features: list, labels: list, names: list | None = None) -> list:
     """Builds sequences from plain arrays: ``features[i]`` (T_i, D) and
-    ``labels[i]`` (T_i,) class indices. Frame numbers are 1..T_i.
+    ``labels[i]`` (T_i,) class indices. Frame numbers are 1..T_i. Float16
+    and float32 features, also ``np.load(..., mmap_mode="r")`` ones, are
+    used in place.
 
     A label of -1 marks an unlabelled frame (sparse labels): training weighs
     it by the ``mgw_sigma`` option, and replay scores it against the nearest
@@ -165,7 +167,9 @@ def sequences_from_arrays(features: list, labels: list, names: list | None = Non
     names = names or [f"seq{i:05d}" for i in range(len(features))]
     out = []
     for name, x, y in zip(names, features, labels):
-        x = np.asarray(x, dtype=np.float32)
+        # float16 or float32 arrays (also memory-mapped ones) are kept as given, not copied: the models
+        # read them window by window, so features on disk stay there
+        x = x if isinstance(x, np.ndarray) and x.dtype in (np.float16, np.float32) else np.asarray(x, np.float32)
         y = np.asarray(y, dtype=np.int64)
         if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
             raise CSLError(f"sequence {name}: need features (T, D) and labels (T,)")
