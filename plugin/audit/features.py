@@ -357,9 +357,8 @@ def read_embeddings(samples, embeddings_field: str, sequences: list) -> int:
     if name not in (samples.get_frame_field_schema() or {}):
         raise CSLError(f"embeddings_field 'frames.{name}' does not exist")
     by_id = {s.sample_id: s for s in sequences}
-    ids, fns, vectors = samples.values(["id", "frames.frame_number", f"frames.{name}"])
     dim = None
-    for sid, fn, vec in zip(ids, fns, vectors):
+    for sid, fn, vec in _vectors_in_groups(samples, name, sequences):
         sequence = by_id.get(sid)
         if sequence is None:
             continue
@@ -387,3 +386,25 @@ def read_embeddings(samples, embeddings_field: str, sequences: list) -> int:
             raise CSLError(f"embeddings of sample {sid} contain NaN or infinite values")
         sequence.features = features
     return int(dim)
+
+
+READ_FRAMES = 20_000  # frames of vectors read per database query: bounds the lists the driver builds
+
+
+def _vectors_in_groups(samples, name: str, sequences: list):
+    """``(sample_id, frame_numbers, vectors)`` of each video of ``samples``,
+    read a group of videos of about :data:`READ_FRAMES` frames at a time (a
+    vector arrives as a Python list of floats, many times its array size)."""
+    ids = samples.values("id")
+    sizes = {s.sample_id: len(s) for s in sequences}
+    group, frames = [], 0
+    for sid in ids + [None]:
+        if sid is not None:
+            group.append(sid)
+            frames += sizes.get(sid, 0)
+            if frames < READ_FRAMES:
+                continue
+        if group:
+            view = samples.select(group, ordered=True)
+            yield from zip(*view.values(["id", "frames.frame_number", f"frames.{name}"]))
+        group, frames = [], 0
