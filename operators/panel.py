@@ -4,6 +4,8 @@ loop: step through suspect segments (across videos), decide each one
 (accept the suggestion, keep, relabel, mark reviewed), undo, refresh the
 scores of fixed videos, and follow delegated runs."""
 
+import functools
+
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 from bson import ObjectId
@@ -120,6 +122,55 @@ def _key(row) -> list:
     return [row["sample_id"], row["first_frame"], row["last_frame"]]
 
 
+class _DeferredState:
+    """Stands in for the context as the writer of the panel's state during
+    one event: each ``ctx.panel.state`` assignment updates the local copy
+    only, and :meth:`flush` sends the whole state to the App in one
+    message. Sent one by one, the twenty-odd assignments of a click were
+    as many messages for the App to apply in turn."""
+
+    def __init__(self, ctx):
+        self.ctx, self.ops, self.dirty = ctx, self, False
+
+    def patch_panel_state(self, state, panel_id=None):
+        self.dirty = True
+
+    def clear_panel_state(self, panel_id=None):
+        self.dirty = True
+
+    def apply_panel_state_path(self, path, panel_id=None):
+        self.ctx.ops.apply_panel_state_path(path)
+
+    def flush(self):
+        if self.dirty:
+            self.ctx.ops.set_panel_state(dict(self.ctx.panel.state._data))  # whole: replaced, not merged
+            self.dirty = False
+
+
+def batched(handler):
+    """Runs a panel event with its state sent once, at the end (and before
+    the App is sent to another sample: :func:`_flush_state`)."""
+
+    @functools.wraps(handler)
+    def run(self, ctx):
+        state = ctx.panel.state
+        previous, writer = state._ctx, _DeferredState(ctx)
+        state._ctx = writer
+        try:
+            return handler(self, ctx)
+        finally:
+            state._ctx = previous
+            writer.flush()
+
+    return run
+
+
+def _flush_state(ctx):
+    writer = getattr(ctx.panel.state, "_ctx", None)
+    if isinstance(writer, _DeferredState):
+        writer.flush()
+
+
 class CSLTimelinePanel(foo.Panel):
     @property
     def config(self):
@@ -132,22 +183,27 @@ class CSLTimelinePanel(foo.Panel):
 
     # --- events -----------------------------------------------------------------------
 
+    @batched
     def on_load(self, ctx):
         self._update(ctx)
 
+    @batched
     def on_change_current_sample(self, ctx):
         self._update(ctx)
 
+    @batched
     def on_change_run(self, ctx):
         ctx.store(RUN_STORE).set("run_key", ctx.params.get("value"))  # remembered across reloads and by forms
         ctx.panel.state.segment = None
         ctx.panel.state.chosen = False
         self._update(ctx)
 
+    @batched
     def on_change_order(self, ctx):
         ctx.panel.state.order = ctx.params.get("value") or "csl"
         self._update(ctx)
 
+    @batched
     def on_plot_click(self, ctx):
         x = ctx.params.get("x")
         video = self._video(ctx)
@@ -156,38 +212,47 @@ class CSLTimelinePanel(foo.Panel):
             self._seek(ctx, video, int(x))
             self._update(ctx)
 
+    @batched
     def on_plot_select(self, ctx):
         xs = [p.get("x") for p in ctx.params.get("data") or [] if isinstance(p.get("x"), (int, float))]
         video = self._video(ctx)
         ctx.panel.state.selection = [video, int(min(xs)), int(max(xs))] if xs and video else None
         self._update(ctx)
 
+    @batched
     def on_next(self, ctx):
         self._step(ctx, +1)
 
+    @batched
     def on_previous(self, ctx):
         self._step(ctx, -1)
 
+    @batched
     def on_accept(self, ctx):
         self._decide(ctx, "accept")
 
+    @batched
     def on_keep(self, ctx):
         self._decide(ctx, "keep")
 
+    @batched
     def on_reviewed(self, ctx):
         self._decide(ctx, "reviewed")
 
+    @batched
     def on_relabel(self, ctx):
         label = ctx.params.get("value")
         if label:  # the dropdown is named after its segment: the next segment's starts empty
             self._decide(ctx, "relabel", label)
 
+    @batched
     def on_relabel_selection(self, ctx):
         label, selection = ctx.params.get("value"), ctx.panel.state.selection
         if label and selection:
             ctx.panel.state.selection = None
             self._decide(ctx, "relabel", label, span=selection, advance=False)
 
+    @batched
     def on_undo(self, ctx):
         key = ctx.panel.state.run_key
         try:
@@ -200,6 +265,7 @@ class CSLTimelinePanel(foo.Panel):
             ctx.ops.reload_samples()  # the restored labels, in the player's overlay
         self._go(ctx, [d["sample_id"], d["first"], d["last"]])
 
+    @batched
     def on_refresh(self, ctx):
         results = refresh_scores(ctx.dataset, ctx.panel.state.run_key)
         ctx.ops.notify(f"Scored {len(results.videos)} fixed video(s) again", variant="success")
@@ -239,6 +305,7 @@ class CSLTimelinePanel(foo.Panel):
             if target is None:
                 ctx.ops.notify(f"Frames {key[1]}-{key[2]} of video {key[0]} are not in this view", variant="warning")
                 return
+            _flush_state(ctx)  # the state the event of the new sample reads
             ctx.ops.open_sample(id=target)  # the panel updates when the modal's sample changes
         else:
             self._update(ctx)

@@ -6,19 +6,9 @@ worst suspect, one click is one decision, and clips views find their video."""
 
 import fiftyone_csl as fcsl
 import pytest
+from fiftyone.operators.panel import PanelRef
 from fiftyone_csl.operators.panel import CSLTimelinePanel, timeline_figure
 from fiftyone_csl.plugin.review.timeline import video_timeline
-
-
-class _Attrs(dict):
-    def __getattr__(self, k):
-        return self.get(k)
-
-    def __setattr__(self, k, v):
-        self[k] = v
-
-    def set(self, k, v=None):
-        self[k] = v
 
 
 class _Ops:
@@ -51,8 +41,9 @@ class Ctx:
 
     def __init__(self, dataset, view=None, sample=None):
         self.dataset, self.view, self.current_sample = dataset, view if view is not None else dataset, sample
-        self.panel = _Attrs(state=_Attrs())
+        self.panel_state = {}
         self.ops, self.params, self.data, self.triggers = _Ops(self), {}, None, []
+        self.panel = PanelRef(self)  # FiftyOne's own: its state writes go through ctx.ops
         self.stores = {}
         self.panel_obj = CSLTimelinePanel()
 
@@ -124,8 +115,14 @@ def test_a_video_change_replaces_the_plot_data_and_one_click_is_one_decision(rev
     ctx.event("on_load")
     assert len(ctx.data["timeline"][0]["x"]) == len(lengths[long_id])
     ctx.current_sample = short_id
+    ctx.ops.calls.clear()
     ctx.event("on_change_current_sample")
-    assert ctx.ops.calls[-1][0] == "set_panel_data"  # whole, not patched into the longer video's
+    names = [name for name, _, _ in ctx.ops.calls]
+    assert "set_panel_data" in names and "patch_panel_data" not in names  # whole, not patched into the longer's
+    # and the state goes in one message, whole, not as one patch per value
+    assert names.count("set_panel_state") == 1 and "patch_panel_state" not in names
+    sent = next(args[0] for name, args, _ in ctx.ops.calls if name == "set_panel_state")
+    assert sent["has_scores"] and sent["segment"] == ctx.panel.state.segment
     assert len(ctx.data["timeline"][0]["x"]) == len(lengths[short_id])
 
     ctx.event("on_next")
