@@ -151,5 +151,8 @@ def judged(decision: dict, row: dict) -> bool:
 def ensure_consistent(dataset, run_key) -> None:
     """Finishes a half-done commit or decision and reloads the dataset, so
     decisions made by other processes (the App's server, a worker) are seen."""
-    dataset.reload()
+    # the dataset's document (runs, schema) only: ``dataset.reload()`` also reloads every sample held in
+    # memory, one query each, a cost that grows with the dataset; these readers query the database directly,
+    # and a write reloads everything under the dataset lock
+    dataset._reload(hard=True)
     writeback.ensure_consistent(dataset, run_key)
