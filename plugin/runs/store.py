@@ -88,7 +88,7 @@ class RunStore:
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
             raise CSLError(
                 f"the disk under {self.key_dir} filled up while run '{self.run_key}' was being written ({error}); "
-                "nothing was changed and the previous version, if any, is still the run: free space or pass "
+                "the previous version, if any, is still the run: free space or pass "
                 "run_dir= on another disk"
             ) from error
 
