@@ -57,10 +57,10 @@ BLOCK_ROWS = 16384  # a long video is summed in blocks: at most this many rows i
 
 
 def _blocks(chunks):
-    for chunk in chunks:
-        if not isinstance(chunk, torch.Tensor):  # numpy, possibly memory-mapped: one block in memory at a time
-            for start in range(0, len(chunk), BLOCK_ROWS):
-                yield torch.from_numpy(np.asarray(chunk[start : start + BLOCK_ROWS], dtype=np.float64))
-            continue
+    for chunk in chunks:  # sliced before it is converted: a memory-mapped array is read one block at a time
         for start in range(0, len(chunk), BLOCK_ROWS):
-            yield chunk[start : start + BLOCK_ROWS].to(torch.float64)
+            block = chunk[start : start + BLOCK_ROWS]
+            if isinstance(block, torch.Tensor):
+                yield block.to(torch.float64)
+            else:
+                yield torch.from_numpy(np.asarray(block, dtype=np.float64))

@@ -211,18 +211,21 @@ def converted_model(ov, core, model: torch.nn.Module, image_size: int, cache_dir
     if os.path.lexists(folder) or os.path.islink(os.path.dirname(folder)):  # not made by this call: not touched
         logger.warning("encoder cache %s fails its check (or is a link); the model is converted in memory", folder)
         return converted, False
+    staging = None
     try:
         os.makedirs(os.path.dirname(folder), exist_ok=True)
         staging = tempfile.mkdtemp(prefix=".openvino-", dir=os.path.dirname(folder))
-        try:
-            ov.save_model(converted, os.path.join(staging, "model.xml"), compress_to_fp16=False)
-            files = {n: sha256_file(os.path.join(staging, n)) for n in MODEL_FILES}
-            atomic_write_json(os.path.join(staging, ENCODER_META), dict(key=key, files=files, **key_fields))
-            os.rename(staging, folder)  # fails if another process got there first: theirs is as good
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
+        ov.save_model(converted, os.path.join(staging, "model.xml"), compress_to_fp16=False)
+        files = {n: sha256_file(os.path.join(staging, n)) for n in MODEL_FILES}
+        atomic_write_json(os.path.join(staging, ENCODER_META), dict(key=key, files=files, **key_fields))
+        os.rename(staging, folder)  # fails if another process got there first: theirs is as good
+        staging = None
     except OSError as e:  # a read-only or full cache: the encoder still works
-        logger.warning("could not keep the converted encoder under %s: %s", cache_dir, e)
+        if not os.path.isdir(folder):
+            logger.warning("could not keep the converted encoder under %s: %s", cache_dir, e)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return converted, False
 
 

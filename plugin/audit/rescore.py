@@ -13,8 +13,7 @@ from ..core.checks import check_choice, check_device, check_int, check_threshold
 from ..core.errors import CSLError
 from ..core.replay import PRECISIONS, autocast_context
 from ..core.results import CSLResults
-from ..core.stages import ERROR_PROB, check_peer_scores, replay_and_score, run_bytes
-from ..core.train import TrainConfig
+from ..core.stages import ERROR_PROB, check_peer_scores, replay_and_score, trajectory_bytes
 from ..core.utils import StagedProgress, balanced_groups, resolve_device
 from ..runs import fields as fcfields
 from ..runs import labels as fclabels
@@ -92,9 +91,8 @@ def replay_checkpoints(
     if prepared.in_dim != manifest.in_dim:
         raise CSLError(f"features have dimension {prepared.in_dim}; the run's models expect {manifest.in_dim}")
     store = RunStore.of(config)
-    train = TrainConfig(**{k: v for k, v in manifest.config.items() if k in TrainConfig.__dataclass_fields__})
-    need = run_bytes(prepared.sequences, manifest.in_dim, len(manifest.classes), train, len(manifest.folds))
-    store.check_space({"trajectories": need["trajectories"], "total": need["trajectories"]})
+    need = trajectory_bytes(prepared.sequences, manifest.config["epochs"], len(manifest.classes))
+    store.check_space({"trajectories": need, "total": need})
     progress = StagedProgress(progress, {"features": 4, "replay": 1.5, "write": 0.5})
     with dataset_lock(dataset):  # the version cannot be replaced while its checkpoints are linked
         # read the current version under the lock: another replay may have committed since the checks

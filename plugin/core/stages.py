@@ -109,15 +109,22 @@ def run_bytes(sequences, in_dim: int, num_classes: int, config, folds: int, scor
     head = build_head(config.model, in_dim, num_classes, **config.model_kwargs)
     params = sum(v.numel() for v in head.state_dict().values() if v.is_floating_point())
     per_checkpoint = params * (2 if config.half_checkpoints else 4) + 16_384  # the pickle's own overhead
-    frames = sum(len(s) for s in sequences)
     out = {
         "checkpoints": folds * (config.epochs * per_checkpoint + 3 * params * 4),
-        "trajectories": frames * (8 * config.epochs + 8 * num_classes + 16) + 4_096 * len(sequences) if score else 0,
+        "trajectories": trajectory_bytes(sequences, config.epochs, num_classes) if score else 0,
     }
     if simulation:
         out["simulation"] = out["checkpoints"] + out["trajectories"]
     out["total"] = sum(out.values())
     return out
+
+
+def trajectory_bytes(sequences, checkpoints: int, num_classes: int) -> int:
+    """The bytes of the trajectories of ``sequences`` (:func:`save_trajectory`):
+    per frame, loss and margin per checkpoint, two class-probability rows,
+    frame number and label; plus each file's own overhead."""
+    frames = sum(len(s) for s in sequences)
+    return frames * (8 * checkpoints + 8 * num_classes + 16) + 4_096 * len(sequences)
 
 
 def replay_and_score(run_dir, manifest: Manifest, sequences, device, precision, progress, threshold, peer_scores):
