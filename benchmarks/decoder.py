@@ -39,7 +39,7 @@ import sources  # noqa: E402
 from fiftyone_csl.plugin.core import metrics  # noqa: E402
 from fiftyone_csl.plugin.core import procedure as fcproc  # noqa: E402
 from fiftyone_csl.plugin.core.corrupt import inject, inject_per_sequence  # noqa: E402
-from fiftyone_csl.plugin.core.edits import GATE, MIN_EVIDENCE, decode_suspects  # noqa: E402
+from fiftyone_csl.plugin.core.edits import GATE, MIN_EVIDENCE, SWAP_MARGIN, decode_suspects  # noqa: E402
 from fiftyone_csl.plugin.core.flags import suspect_segments  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,12 +49,13 @@ CONDITIONS = {
     "three_weak": dict(weak=True),
     "clean_weak": dict(weak=True, clean=True),
 }
-# decoder variants: (name, min_evidence, gate); the first is the default
+# decoder variants: (name, min_evidence, gate, swap_margin); the first is the default
 VARIANTS = (
-    ("decoder", None, None),
-    ("decoder@4", 4.0, None),
-    ("decoder@16", 16.0, None),
-    ("decoder-ungated", None, 0.0),
+    ("decoder", None, None, None),
+    ("decoder@4", 4.0, None, None),
+    ("decoder@16", 16.0, None, None),
+    ("decoder-ungated", None, 0.0, None),
+    ("decoder-no-swap-completion", None, None, -np.inf),
 )
 
 
@@ -108,9 +109,10 @@ def run_one(source, condition, seed, epochs, folds):
         csl = v.scores["csl"]
         rule = suspect_segments(n, v.frame_numbers, v.labels, csl, probs, classes, threshold)
         rules.append((rule, g, c, t, v.frame_numbers))
-        for name, evidence, gate in VARIANTS:
+        for name, evidence, gate, margin in VARIANTS:
             found, _, p_wrong, _ = decode_suspects(n, v.frame_numbers, v.labels, csl, probs, counts, classes,
-                                                   threshold, min_evidence=evidence, gate=gate)  # fmt: skip
+                                                   threshold, min_evidence=evidence, gate=gate,
+                                                   swap_margin=margin)  # fmt: skip
             decoded[name].append((found, g, c, t, v.frame_numbers))
             if name == "decoder":
                 wrong = p_wrong
@@ -193,7 +195,8 @@ def main():
                 print(source, condition, seed, row["seconds"], "s", flush=True)
     summary = summarise(rows)
     report = dict(
-        epochs=epochs, folds=folds, min_evidence_default=MIN_EVIDENCE, gate_default=GATE, summary=summary, runs=rows,
+        epochs=epochs, folds=folds, min_evidence_default=MIN_EVIDENCE, gate_default=GATE,
+        swap_margin_default=SWAP_MARGIN, summary=summary, runs=rows,
         command=" ".join(["benchmarks/decoder.py", *sys.argv[1:]]),
     )  # fmt: skip
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -14,6 +14,10 @@ typed in the context of the other edits' fixes:
   ``suggested_boundary`` is the first frame of the later phase as decoded;
 - ``mislabel``: otherwise.
 
+Before typing, :func:`complete_swaps` gives the other half of a swap the
+label the first half was given, where the decoder proposed a third label
+the models barely prefer.
+
 Its evidence is the log-likelihood ratio of the proposed labels against the
 given ones over the suspect (emissions and the transitions into, inside and
 out of it), in nats; the proposal of every frame is kept, so a swapped pair
@@ -38,6 +42,11 @@ GATE = 0.5
 where the models were sure of the given label, the procedure alone does not
 overrule them (on the hard benchmark this halved the right frames an accept
 breaks, for 1-4 points of recall)."""
+
+SWAP_MARGIN = 1.0
+"""Nats per frame the models' emissions may prefer another label over the
+given label of a swap's other half before the swap is not completed (see
+:func:`complete_swaps`; benchmarks/decoder.py measures it)."""
 
 
 def _blocks(given: np.ndarray, decoded: np.ndarray) -> list:
@@ -67,6 +76,31 @@ def _covers_run(given: np.ndarray, a: int, b: int, share: float) -> bool:
     while rb < len(given) and given[rb] == given[a]:
         rb += 1
     return (b - a) >= share * (rb - ra)
+
+
+def complete_swaps(labels, decoded, emission, margin: float = SWAP_MARGIN) -> np.ndarray:
+    """The decoded labels with the other half of each swap filled in.
+
+    Two blocks swapped in the given labels are fixed by swapping them back:
+    a block given ``a`` that should be ``b`` has a partner given ``b`` that
+    should be ``a``. Where the decoder proposes ``b`` for a whole run given
+    ``a`` but, for a whole run given ``b``, proposes a third label ``c``, the
+    partner's proposal becomes ``a`` when the models' emissions over it rate
+    ``a`` at most ``margin`` nats per frame below ``c`` (look-alike phases
+    leave the models unsure which of the two it is; the swap is not)."""
+    out = np.asarray(decoded, dtype=np.int64).copy()
+    blocks = _blocks(labels, out)
+    whole = [_covers_run(labels, a, b, RUN_SHARE) for a, b, _, _ in blocks]
+    pairs = {(g, d) for (_, _, g, d), w in zip(blocks, whole) if w}
+    for j, (a, b, g, d) in enumerate(blocks):
+        if not whole[j] or (d, g) in pairs:
+            continue
+        for other, (_, _, gi, di) in zip(whole, blocks):
+            if other and di == g and gi not in (d, g):
+                if emission[a:b, gi].sum() >= emission[a:b, d].sum() - margin * (b - a):
+                    out[a:b] = gi
+                    break
+    return out
 
 
 def _is_boundary(given: np.ndarray, fixed: np.ndarray, a: int, b: int, g: int, d: int) -> int | None:
@@ -152,7 +186,8 @@ def suspect_edits(sample_id, frame_numbers, labels, decoded, emission, model, cs
 
 
 def decode_suspects(sample_id, frame_numbers, labels, csl, mean_probs, counts, classes, threshold,
-                    min_evidence: float | None = None, gate: float | None = None) -> tuple:  # fmt: skip
+                    min_evidence: float | None = None, gate: float | None = None,
+                    swap_margin: float | None = None) -> tuple:  # fmt: skip
     """Decodes one video with the procedure of the other videos (``counts``
     of every video, this one included, less this one's) and returns
     ``(suspects, decoded, wrong_prob, confidence)``: the video's suspects,
@@ -161,6 +196,7 @@ def decode_suspects(sample_id, frame_numbers, labels, csl, mean_probs, counts, c
     labels = np.asarray(labels, dtype=np.int64)
     model = counts.without(fcproc.label_runs(labels)).model()
     decoded, posterior, emission = fcproc.decode(mean_probs, model)
+    decoded = complete_swaps(labels, decoded, emission, SWAP_MARGIN if swap_margin is None else swap_margin)
     gate = GATE if gate is None else gate
     if gate > 0:  # a frame the models were sure of keeps its given label
         decoded = np.where(np.asarray(csl) > gate * threshold, decoded, labels)

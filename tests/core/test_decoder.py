@@ -5,7 +5,7 @@ that are not a fixed chain (no database)."""
 import numpy as np
 import pytest
 from fiftyone_csl.plugin.core import procedure as fcproc
-from fiftyone_csl.plugin.core.edits import decode_suspects
+from fiftyone_csl.plugin.core.edits import complete_swaps, decode_suspects
 
 C = 4
 CLASSES = [f"p{i}" for i in range(C)]
@@ -134,3 +134,39 @@ def test_tiny_videos_decode(n):
     counts = fcproc.ProcedureCounts.of_runs([fcproc.label_runs(x) for x in OTHERS], C)
     decoded, posterior, _ = fcproc.decode(np.full((n, C), 1 / C), counts.model())
     assert decoded.shape == (n,) and posterior.shape == (n, C)
+
+
+def _emission(truth, rival=None, lead=0.0):
+    """(T, C) log emissions pointing to ``truth``; where ``rival`` is given,
+    its label leads the true one by ``lead`` nats a frame (a look-alike)."""
+    emission = np.full((len(truth), C), -3.0)
+    emission[np.arange(len(truth)), truth] = 0.0
+    if rival is not None:
+        where = rival >= 0
+        emission[where, rival[where]] = lead
+    return emission
+
+
+def test_the_other_half_of_a_swap_gets_the_first_halfs_label_when_the_models_barely_disagree():
+    truth = _chain([12, 12, 12, 12])
+    given = truth.copy()
+    given[0:12], given[24:36] = 2, 0  # phases 0 and 2 swapped
+    decoded = truth.copy()
+    decoded[24:36] = 3  # the models see a look-alike of phase 2 in it
+    rival = np.full(len(truth), -1)
+    rival[24:36] = 3
+    near = complete_swaps(given, decoded, _emission(truth, rival, lead=0.5), margin=1.0)
+    assert np.array_equal(near, truth)
+    far = complete_swaps(given, decoded, _emission(truth, rival, lead=2.0), margin=1.0)
+    assert np.array_equal(far, decoded)  # the models are sure: the proposal stands
+    never = complete_swaps(given, decoded, _emission(truth, rival, lead=0.5), margin=-np.inf)
+    assert np.array_equal(never, decoded)
+
+
+def test_a_lone_mislabel_is_not_turned_into_a_swap():
+    truth = _chain([12, 12, 12, 12])
+    given = truth.copy()
+    given[24:36] = 0  # phase 2 given as phase 0, no other half
+    decoded = truth.copy()
+    out = complete_swaps(given, decoded, _emission(truth), margin=1.0)
+    assert np.array_equal(out, truth)
