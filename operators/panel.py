@@ -118,6 +118,29 @@ def runs_table(runs) -> str:
     return "**Delegated runs**\n\n" + "\n".join(lines)
 
 
+TABLE_ROWS = 30
+"""Suspects the panel's table lists (the first undecided ones in the chosen order)."""
+
+
+def suspect_rows(rows, limit: int = TABLE_ROWS) -> tuple:
+    """``(table, keys)``: the panel's table of suspects, undecided first in
+    the chosen order and then the decided ones, at most ``limit`` rows, and
+    the segment key of each row (a click on a row goes to it)."""
+    ordered = [r for r in rows if not r["review"]] + [r for r in rows if r["review"]]
+    table, keys = [], []
+    for r in ordered[:limit]:
+        proposal = r.get("proposed_labels") or []
+        proposed = "/".join(dict.fromkeys(proposal)) if len(set(proposal)) > 1 else (r["suggested_label"] or "")
+        table.append({
+            "video": r["filepath"].replace("\\", "/").rsplit("/", 1)[-1],
+            "frames": f"{r['first_frame']}-{r['last_frame']}",
+            "kind": r["error_type"] or "", "given": r["given_label"] or "", "proposed": proposed,
+            "csl": f"{r['mean_csl']:.2f}", "decision": r["review"] or "",
+        })  # fmt: skip
+        keys.append(_key(r))
+    return table, keys
+
+
 def _key(row) -> list:
     return [row["sample_id"], row["first_frame"], row["last_frame"]]
 
@@ -220,6 +243,12 @@ class CSLTimelinePanel(foo.Panel):
         self._update(ctx)
 
     @batched
+    def on_table_row(self, ctx):
+        keys, row = ctx.panel.state.table_keys or [], ctx.params.get("row")
+        if isinstance(row, int) and 0 <= row < len(keys):
+            self._go(ctx, keys[row])
+
+    @batched
     def on_next(self, ctx):
         self._step(ctx, +1)
 
@@ -274,11 +303,18 @@ class CSLTimelinePanel(foo.Panel):
 
     # --- actions ------------------------------------------------------------------------
 
-    def _rows(self, ctx):
-        return suspect_segments(ctx.dataset, ctx.panel.state.run_key, order=ctx.panel.state.order or "csl")
+    def _rows(self, ctx, fresh=False):
+        """The suspects of the run in the chosen order, read once an event
+        (``fresh`` after a decision changed them)."""
+        key, order = ctx.panel.state.run_key, ctx.panel.state.order or "csl"
+        cached = getattr(ctx, "_csl_rows", None)
+        if fresh or cached is None or cached[0] != (key, order):
+            cached = ((key, order), suspect_segments(ctx.dataset, key, order=order))
+            ctx._csl_rows = cached
+        return cached[1]
 
     def _step(self, ctx, direction, rows=None):
-        rows = self._rows(ctx) if rows is None else rows
+        rows = self._rows(ctx, fresh=True) if rows is None else rows
         if not rows:
             return
         keys = [_key(r) for r in rows]
@@ -421,6 +457,8 @@ class CSLTimelinePanel(foo.Panel):
         selection = ctx.panel.state.selection
         ctx.panel.state.selection = selection if selection and selection[0] == sample_id else None
         ctx.panel.state.review = review_line(review_counts(ctx.dataset, key))  # consistent: read just above
+        table, table_keys = suspect_rows(self._rows(ctx))
+        self._replace(ctx, "table_keys", table_keys)
         try:  # the videos a decision relabelled and the open one: a click's cost does not grow with the dataset
             names = RunNames.of(get_run_config(ctx.dataset, key))  # the dataset was reloaded just above
             docs = decision_docs(ctx.dataset, names) if names.decisions else []
@@ -429,7 +467,7 @@ class CSLTimelinePanel(foo.Panel):
             ctx.panel.state.changed = len(changed_videos(ctx.dataset.select(sorted(touched)), key))
         except CSLError:
             ctx.panel.state.changed = 0
-        ctx.ops.set_panel_data({"timeline": traces})  # replaced, never merged into the last video's
+        ctx.ops.set_panel_data({"timeline": traces, "suspects": table})  # replaced, never merged
 
     @staticmethod
     def _describe(row) -> str:
@@ -501,12 +539,29 @@ class CSLTimelinePanel(foo.Panel):
                 componentsProps={"plotly": {"useResizeHandler": True}},
             )  # fmt: skip
             panel.md(LEGEND, name="legend")
+            table = types.TableView(on_click_row=self.on_table_row)
+            for column, label in TABLE_COLUMNS:
+                table.add_column(column, label=label)
+            panel.md(
+                f"**Suspects** (the first {TABLE_ROWS}, undecided first; click one to go to it)", name="table_title"
+            )
+            panel.list("suspects", types.Object(), view=table)
         if s.runs and not active:
             panel.md(s.runs, name="runs")
         return types.Property(
             panel, view=types.GridView(orientation="vertical", align_x="stretch", height=100, width=100)
         )
 
+
+TABLE_COLUMNS = (
+    ("video", "Video"),
+    ("frames", "Frames"),
+    ("kind", "Kind"),
+    ("given", "Given"),
+    ("proposed", "Proposed"),
+    ("csl", "Mean CSL"),
+    ("decision", "Decision"),
+)
 
 LEGEND = (
     "Shaded: suspects (red undecided, green confirmed, grey kept, blue reviewed). Click the plot to move the "

@@ -164,3 +164,28 @@ def test_on_a_clips_view_the_panel_shows_the_clips_video_and_opens_clips(reviewa
     ctx.event("on_next")
     opened = [kw["id"] for name, _, kw in ctx.ops.calls if name == "open_sample"]
     assert all(i in set(clips.values("id")) for i in opened)
+
+
+def test_the_suspect_table_lists_undecided_first_and_a_row_click_goes_to_it(reviewable):
+    everything = fcsl.suspect_segments(reviewable, "csl")
+    assert len(everything) >= 3
+    first = everything[0]
+    ctx = Ctx(reviewable, sample=first["sample_id"])
+    ctx.event("on_load")
+    table, keys = ctx.data["suspects"], ctx.panel.state.table_keys
+    assert len(table) == len(keys) == min(len(everything), 30)
+    assert table[0]["frames"] == f"{first['first_frame']}-{first['last_frame']}" and table[0]["decision"] == ""
+    assert keys[0] == [first["sample_id"], first["first_frame"], first["last_frame"]]
+
+    ctx.event("on_next")
+    ctx.event("on_keep")  # decided: it moves below the undecided ones
+    table, keys = ctx.data["suspects"], ctx.panel.state.table_keys
+    decided = [i for i, r in enumerate(table) if r["decision"]]
+    assert [r["decision"] for r in table].count("kept") == 1
+    assert decided == list(range(len(table) - len(decided), len(table)))
+
+    target = keys[2]  # a click on the third row: its segment, in its video
+    ctx.event("on_table_row", row=2)
+    assert ctx.panel.state.segment == target and ctx.current_sample == target[0]
+    ctx.event("on_table_row", row=len(keys) + 5)  # out of range: nothing moves
+    assert ctx.panel.state.segment == target
