@@ -25,7 +25,7 @@ EMPTY_MESSAGE = (
     "Run **CSL: audit video labels** from the operator browser (or **CSL: replay checkpoints** "
     "with a trained run) to score its frames."
 )
-ORDER_LABELS = {"csl": "Worst CSL first", "queue": "Review queue order"}
+ORDER_LABELS = {"csl": "Strongest evidence first", "queue": "Review queue order"}
 
 
 REVIEW_COLOURS = {
@@ -135,6 +135,7 @@ def suspect_rows(rows, limit: int = TABLE_ROWS) -> tuple:
             "video": r["filepath"].replace("\\", "/").rsplit("/", 1)[-1],
             "frames": f"{r['first_frame']}-{r['last_frame']}",
             "kind": r["error_type"] or "", "given": r["given_label"] or "", "proposed": proposed,
+            "evidence": "" if r.get("evidence") is None else f"{r['evidence']:.1f}",
             "csl": f"{r['mean_csl']:.2f}", "decision": r["review"] or "",
         })  # fmt: skip
         keys.append(_key(r))

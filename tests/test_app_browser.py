@@ -267,6 +267,23 @@ def test_a_segment_accepted_in_the_panel_changes_its_labels_and_undo_restores_th
     assert fcsl.list_decisions(dataset, "csl") == []
 
 
+def test_a_row_of_the_suspect_table_opens_its_segment(app, page):
+    import fiftyone_csl as fcsl
+
+    base, dataset = app
+    rows = fcsl.suspect_segments(dataset, "csl")  # nothing decided: the table lists them in this order
+    target = rows[2]
+    _open_panel(page, base, dataset)
+    table = page.locator('[data-cy="panel-content-csl_timeline"] table').first
+    table.wait_for()
+    cells = table.locator("tbody tr").nth(2).locator("td")
+    cells.nth(1).get_by_text(f"{target['first_frame']}-{target['last_frame']}", exact=True).wait_for()
+    cells.nth(1).click()
+    page.get_by_text(f"Frames {target['first_frame']}-{target['last_frame']}", exact=False).first.wait_for()
+    page.screenshot(path=os.path.join(SHOTS, "review-suspect-table.png"))
+    assert fcsl.list_decisions(dataset, "csl") == []  # a click on a row decides nothing
+
+
 def test_every_segment_is_decided_with_one_click_each(app, page):
     """The README's clicks per reviewed segment: after a decision the panel
     moves to the next undecided segment, across videos."""

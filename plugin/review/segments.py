@@ -89,7 +89,8 @@ def suspect_segments(samples, csl_field: str = "csl", order: str = "csl", includ
     among its frames, or None)).
 
     Args:
-        order ("csl"): ``"csl"`` (highest mean CSL first) or ``"queue"``
+        order ("csl"): ``"csl"`` (the strongest evidence first, then the
+            highest mean CSL; runs without evidence: by mean CSL) or ``"queue"``
             (the review queue's order, then CSL)
         include_reviewed (True): False leaves out decided segments
     """
