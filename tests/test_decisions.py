@@ -379,3 +379,21 @@ def test_the_same_decision_twice_is_recorded_once_and_one_undo_restores_the_labe
     fcsl.undo_review(reviewable, "csl")
     fcsl.undo_review(reviewable, "csl")
     assert labels_of(reviewable) == before and fcsl.list_decisions(reviewable, "csl") == []
+
+
+def test_a_decision_on_a_video_held_in_memory_keeps_what_another_process_wrote(reviewable):
+    """FiftyOne hands out the sample object already in memory, as it was
+    loaded: the decision must start from the database, not from it."""
+    from bson import ObjectId
+
+    row = with_suggestion(reviewable)[0]
+    sid, first, last = row["sample_id"], row["first_frame"], row["last_frame"]
+    held = reviewable[sid]
+    assert held.frames[first]["phase"] is not None  # its frames in memory too
+    reviewable._frame_collection.update_one(  # another process, meanwhile
+        {"_sample_id": ObjectId(sid), "frame_number": first}, {"$set": {"phase.confidence": 0.25}}
+    )
+    decision = fcsl.review_segment(reviewable, "csl", sid, first, last, "accept")
+    assert first in decision["changed_frames"]
+    doc = reviewable._frame_collection.find_one({"_sample_id": ObjectId(sid), "frame_number": first})
+    assert doc["phase"]["label"] == row["suggested_label"] and doc["phase"]["confidence"] == 0.25

@@ -156,7 +156,9 @@ class Lock:
 def dataset_lock(dataset, timeout: float | None = None):
     """Holds the write lock of ``dataset``, waiting for other writers (up to
     ``timeout`` seconds, default ``$FIFTYONE_CSL_LOCK_WAIT`` or 1 hour), and
-    reloads the dataset once held so writes start from its current schema."""
+    reloads the dataset's document once held so writes start from its
+    current schema and run records (not every sample in memory: a writer
+    that edits a sample object reloads that sample itself)."""
     timeout = float(os.environ.get("FIFTYONE_CSL_LOCK_WAIT", 3600)) if timeout is None else timeout
     lock = Lock(f"dataset:{dataset._doc.id}", "write")
     deadline = time.monotonic() + timeout
@@ -173,7 +175,7 @@ def dataset_lock(dataset, timeout: float | None = None):
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
     try:
-        dataset.reload()
+        dataset._reload(hard=True)
         yield lock
     finally:
         lock.release()

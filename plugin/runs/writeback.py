@@ -369,6 +369,7 @@ def _apply_decision(dataset, entry: dict) -> None:
     elif d["new_label"] is not None:
         targets = {f: d["new_label"] for f in d["changed_frames"] or []}
     sample = dataset[d["sample_id"]]
+    sample.reload(hard=True)  # an object already in memory is the same one, as it was loaded then
     for f, value in targets.items():
         frame = sample.frames[f]
         if frame[field] is not None and value is not None:
