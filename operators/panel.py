@@ -560,6 +560,7 @@ TABLE_COLUMNS = (
     ("kind", "Kind"),
     ("given", "Given"),
     ("proposed", "Proposed"),
+    ("evidence", "Evidence (nats)"),
     ("csl", "Mean CSL"),
     ("decision", "Decision"),
 )

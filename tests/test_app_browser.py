@@ -276,6 +276,7 @@ def test_a_row_of_the_suspect_table_opens_its_segment(app, page):
     _open_panel(page, base, dataset)
     table = page.locator('[data-cy="panel-content-csl_timeline"] table').first
     table.wait_for()
+    table.get_by_text("Evidence (nats)", exact=True).wait_for()
     cells = table.locator("tbody tr").nth(2).locator("td")
     cells.nth(1).get_by_text(f"{target['first_frame']}-{target['last_frame']}", exact=True).wait_for()
     cells.nth(1).click()

@@ -175,6 +175,7 @@ def test_the_suspect_table_lists_undecided_first_and_a_row_click_goes_to_it(revi
     table, keys = ctx.data["suspects"], ctx.panel.state.table_keys
     assert len(table) == len(keys) == min(len(everything), 30)
     assert table[0]["frames"] == f"{first['first_frame']}-{first['last_frame']}" and table[0]["decision"] == ""
+    assert table[0]["evidence"] == f"{first['evidence']:.1f}"  # the decoder's: the order it sorts by
     assert keys[0] == [first["sample_id"], first["first_frame"], first["last_frame"]]
 
     ctx.event("on_next")
