@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from fiftyone_csl.plugin.core import procedure as fcproc
 from fiftyone_csl.plugin.core.edits import complete_swaps, decode_suspects
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 C = 4
 CLASSES = [f"p{i}" for i in range(C)]
@@ -170,3 +172,23 @@ def test_a_lone_mislabel_is_not_turned_into_a_swap():
     decoded = truth.copy()
     out = complete_swaps(given, decoded, _emission(truth), margin=1.0)
     assert np.array_equal(out, truth)
+
+
+@given(
+    st.lists(st.integers(0, C - 1), min_size=1, max_size=40),
+    st.lists(st.integers(0, C - 1), min_size=40, max_size=40),
+    st.floats(-2.0, 3.0),
+    st.integers(0, 2**16),
+)
+@settings(max_examples=200, deadline=None)
+def test_completing_swaps_touches_only_frames_the_decoder_changed_and_never_proposes_the_given_label(
+    labels, decoded, margin, seed
+):
+    labels = np.asarray(labels)
+    decoded = np.asarray(decoded[: len(labels)])
+    emission = np.log(np.random.default_rng(seed).dirichlet(np.ones(C), len(labels)))
+    out = complete_swaps(labels, decoded, emission, margin=margin)
+    moved = out != decoded
+    assert not (moved & (decoded == labels)).any()  # a frame the decoder kept is kept
+    assert not (moved & (out == labels)).any()  # a completed half never goes back to its given label
+    assert np.array_equal(complete_swaps(labels, decoded, emission, margin=-np.inf), decoded)
