@@ -457,8 +457,9 @@ class CSLTimelinePanel(foo.Panel):
         ctx.panel.state.can_accept = bool(current and current["suggested_label"] not in (None, current["given_label"]))
         selection = ctx.panel.state.selection
         ctx.panel.state.selection = selection if selection and selection[0] == sample_id else None
-        ctx.panel.state.review = review_line(review_counts(ctx.dataset, key))  # consistent: read just above
-        table, table_keys = suspect_rows(self._rows(ctx))
+        rows_all = self._rows(ctx)  # the whole run's suspects, decided ones too: read once for both
+        ctx.panel.state.review = review_line(review_counts(ctx.dataset, key, _rows=rows_all))
+        table, table_keys = suspect_rows(rows_all)
         self._replace(ctx, "table_keys", table_keys)
         try:  # the videos a decision relabelled and the open one: a click's cost does not grow with the dataset
             names = RunNames.of(get_run_config(ctx.dataset, key))  # the dataset was reloaded just above

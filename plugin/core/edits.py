@@ -78,6 +78,14 @@ def _covers_run(given: np.ndarray, a: int, b: int, share: float) -> bool:
     return (b - a) >= share * (rb - ra)
 
 
+def _whole_blocks(labels: np.ndarray, decoded: np.ndarray) -> tuple:
+    """``(blocks, whole)``: the :func:`_blocks` of the two label sequences and,
+    for each, whether it covers enough of its run of given label to be half
+    of a swap (:data:`RUN_SHARE`)."""
+    blocks = _blocks(labels, decoded)
+    return blocks, [_covers_run(labels, a, b, RUN_SHARE) for a, b, _, _ in blocks]
+
+
 def complete_swaps(labels, decoded, emission, margin: float = SWAP_MARGIN) -> np.ndarray:
     """The decoded labels with the other half of each swap filled in.
 
@@ -89,8 +97,7 @@ def complete_swaps(labels, decoded, emission, margin: float = SWAP_MARGIN) -> np
     ``a`` at most ``margin`` nats per frame below ``c`` (look-alike phases
     leave the models unsure which of the two it is; the swap is not)."""
     out = np.asarray(decoded, dtype=np.int64).copy()
-    blocks = _blocks(labels, out)
-    whole = [_covers_run(labels, a, b, RUN_SHARE) for a, b, _, _ in blocks]
+    blocks, whole = _whole_blocks(labels, out)
     pairs = {(g, d) for (_, _, g, d), w in zip(blocks, whole) if w}
     for j, (a, b, g, d) in enumerate(blocks):
         if not whole[j] or (d, g) in pairs:
@@ -140,8 +147,7 @@ def suspect_edits(sample_id, frame_numbers, labels, decoded, emission, model, cs
     labels = np.asarray(labels, dtype=np.int64)
     decoded = np.asarray(decoded, dtype=np.int64)
     csl = np.asarray(csl, dtype=np.float64)
-    blocks = _blocks(labels, decoded)
-    whole = [_covers_run(labels, a, b, RUN_SHARE) for a, b, _, _ in blocks]
+    blocks, whole = _whole_blocks(labels, decoded)
     swaps = {
         i: [j for j, (_, _, g2, d2) in enumerate(blocks) if j != i and whole[j] and (g2, d2) == (d, g)]
         for i, (_, _, g, d) in enumerate(blocks)

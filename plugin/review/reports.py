@@ -50,7 +50,7 @@ def export_suspects(samples, path: str, csl_field: str = "csl") -> int:
     return len(rows)
 
 
-def review_counts(dataset, csl_field: str) -> dict | None:
+def review_counts(dataset, csl_field: str, _rows=None) -> dict | None:
     """What the review has decided so far, for the run summary: decisions
     by kind (``accepted``, ``kept``, ``relabelled``, ``marked_reviewed``),
     ``reviewed`` (all decisions), ``confirmed_errors``, ``false_alarms``,
@@ -58,10 +58,12 @@ def review_counts(dataset, csl_field: str) -> dict | None:
     the decided flags, and ``estimated_precision_remaining``: the precision
     among the decided flags whose mean CSL is no higher than the highest of
     the remaining ones (the review goes worst first, so the remaining flags
-    resemble the lowest decided ones; None with fewer than 3 such)."""
+    resemble the lowest decided ones; None with fewer than 3 such).
+    ``_rows``: the run's :func:`suspect_segments` with the decided ones, in
+    any order, when the caller has just read them."""
     names = RunNames.of(get_run_config(dataset, csl_field))
     docs = decision_docs(dataset, names) if names.decisions else []
-    rows = suspect_segments(dataset, csl_field, include_reviewed=True, _docs=docs)
+    rows = suspect_segments(dataset, csl_field, include_reviewed=True, _docs=docs) if _rows is None else _rows
     by_kind = {v: sum(d["decision"] == v for d in docs) for v in ACTIONS.values()}
     by_kind["marked_reviewed"] = by_kind.pop("reviewed")
     confirmed = by_kind["accepted"] + by_kind["relabelled"]

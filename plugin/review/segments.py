@@ -153,7 +153,7 @@ def ensure_consistent(dataset, run_key) -> None:
     """Finishes a half-done commit or decision and reloads the dataset, so
     decisions made by other processes (the App's server, a worker) are seen."""
     # the dataset's document (runs, schema) only: ``dataset.reload()`` also reloads every sample held in
-    # memory, one query each, a cost that grows with the dataset; these readers query the database directly,
-    # and a write reloads everything under the dataset lock
+    # memory, one query each, a cost that grows with the dataset; these readers query the database directly
+    # (the dataset lock reloads the same document; a writer that edits a sample object reloads that sample)
     dataset._reload(hard=True)
     writeback.ensure_consistent(dataset, run_key)
