@@ -3,7 +3,7 @@ folds, sha256 of every file) and whose it is. Pure file format: no FiftyOne."""
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 from .errors import CSLError
 from .utils import atomic_file, sha256_file
@@ -74,7 +74,8 @@ class Manifest:
         """Writes ``manifest.json`` atomically; returns its sha256."""
         path = os.path.join(run_dir, MANIFEST)
         with atomic_file(path, fsync=True) as f:
-            json.dump(asdict(self), f, indent=1, sort_keys=True)
+            # the fields as they are (plain dicts and lists): ``asdict`` deep-copies every per-video entry
+            json.dump({f.name: getattr(self, f.name) for f in fields(self)}, f, indent=1, sort_keys=True)
         return sha256_file(path)
 
     @classmethod

@@ -111,7 +111,7 @@ def save_summary(dataset, run_key, manifest: Manifest, run: dict, evaluation=Non
     counts = dict(
         labelled_fraction=dict(manifest.labelled_fraction) or None,
         num_videos=len(manifest.trajectories),
-        num_scored_frames=int(sum(_frames_of(manifest, run["run_dir"], rel) for rel in manifest.trajectories.values())),
+        num_scored_frames=int(sum(_frames_of(manifest, run["run_dir"], sid) for sid in manifest.trajectories)),
         num_segments=int(segments),
         warnings=list(run.get("warnings") or []),
     )
@@ -120,8 +120,15 @@ def save_summary(dataset, run_key, manifest: Manifest, run: dict, evaluation=Non
     )
 
 
-def _frames_of(manifest, run_dir, relpath) -> int:
-    with np.load(os.path.join(run_dir, relpath)) as data:
+def _frames_of(manifest, run_dir, sample_id) -> int:
+    """The labelled frames a video was scored on: the length of the
+    run-length code the manifest keeps of its labels (no file opened, so a
+    refresh of one video does not read every trajectory); runs of earlier
+    versions, which kept none, from the trajectory."""
+    runs = manifest.label_runs.get(sample_id)
+    if runs is not None:
+        return sum(int(length) for _, length in runs)
+    with np.load(os.path.join(run_dir, manifest.trajectories[sample_id])) as data:
         return int(data["labelled"].sum()) if "labelled" in data.files else len(data["frame_numbers"])
 
 
