@@ -74,8 +74,9 @@ class Manifest:
         """Writes ``manifest.json`` atomically; returns its sha256."""
         path = os.path.join(run_dir, MANIFEST)
         with atomic_file(path, fsync=True) as f:
-            # the fields as they are (plain dicts and lists): ``asdict`` deep-copies every per-video entry
-            json.dump({f.name: getattr(self, f.name) for f in fields(self)}, f, indent=1, sort_keys=True)
+            # the fields as they are (plain dicts and lists: ``asdict`` would deep-copy every per-video entry),
+            # in one string (``json.dumps`` without indentation takes the C encoder; ``json.dump`` never does)
+            f.write(json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, sort_keys=True))
         return sha256_file(path)
 
     @classmethod
