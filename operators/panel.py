@@ -26,6 +26,9 @@ EMPTY_MESSAGE = (
     "with a trained run) to score its frames."
 )
 ORDER_LABELS = {"csl": "Strongest evidence first", "queue": "Review queue order"}
+ACTIVE_STATES = ("queued", "scheduled", "running")
+POLL_MS = 3000
+"""How often the panel asks, while a delegated run of the plugin is queued or running, whether it ended."""
 
 
 REVIEW_COLOURS = {
@@ -302,6 +305,71 @@ class CSLTimelinePanel(foo.Panel):
         ctx.ops.reload_dataset()
         self._update(ctx)
 
+    @batched
+    def on_poll(self, ctx):
+        """The timer's tick while a delegated run is active: the runs table
+        follows its progress, and when a run ends the App is told and
+        reloads the dataset (its new fields and runs)."""
+        runs = delegated_runs(ctx.dataset)
+        watched = set(ctx.panel.state.active_runs or [])
+        ended = [r for r in runs if r["id"] in watched and r["state"] not in ACTIVE_STATES]
+        table = runs_table(runs)
+        if table != ctx.panel.state.runs:
+            ctx.panel.state.runs = table
+        if not ended:
+            active = [r["id"] for r in runs if r["state"] in ACTIVE_STATES]
+            if active != (ctx.panel.state.active_runs or []):
+                self._replace(ctx, "active_runs", active)
+            return
+        for r in ended:
+            if r["state"] == "completed":
+                ctx.ops.notify(f"Delegated run {r['operator']} completed: reloading the dataset", variant="success")
+            else:
+                error = str(r.get("error") or r["state"]).strip().splitlines()[-1:] or [r["state"]]
+                ctx.ops.notify(f"Delegated run {r['operator']} {r['state']}: {error[0]}", variant="error")
+        ctx.ops.reload_dataset()
+        self._update(ctx)
+
+    @batched
+    def on_watch(self, ctx):
+        """Opens the chosen segment as a clip of its video, from the frame
+        marked on the plot (or its first) to its end: the App's player
+        starts a clip at its first frame and steps through it frame by frame
+        (FiftyOne 1.22's player cannot be moved to a frame by a panel)."""
+        video, segment = self._video(ctx), ctx.panel.state.segment
+        if not video or not segment or segment[0] != video:
+            ctx.ops.notify("Choose a segment of this video first (Next)", variant="warning")
+            return
+        first, last = int(segment[1]), int(segment[2])
+        marked = ctx.panel.state.frame
+        start = int(marked) if isinstance(marked, int) and 1 <= marked <= (ctx.panel.state.nframes or last) else first
+        end = last if start <= last else min(start + last - first, ctx.panel.state.nframes or start)
+        _pending_open(ctx, [video, start, end])
+        ctx.store(RUN_STORE).set("watch", [video, start, end])
+        ctx.panel.state.frame = start
+        _flush_state(ctx)
+        ctx.ops.set_view(ctx.dataset.select(video).to_clips([[(start, end)]]))
+
+    @batched
+    def on_unwatch(self, ctx):
+        """Back from a clip to the whole dataset, on the clip's video."""
+        video = self._video(ctx)
+        if video:
+            _pending_open(ctx, [video, ctx.panel.state.frame or 1, ctx.panel.state.frame or 1])
+        _flush_state(ctx)
+        ctx.ops.set_view(ctx.dataset.view())
+
+    @batched
+    def on_change_view(self, ctx):
+        """Opens, once the App shows the view a step asked for, the clip or
+        video it was asked for."""
+        pending = _pop_pending_open(ctx)
+        target = self._sample_showing(ctx, pending) if pending else None
+        if target is not None:
+            ctx.ops.open_sample(id=target)
+        else:
+            self._update(ctx)
+
     # --- actions ------------------------------------------------------------------------
 
     def _rows(self, ctx, fresh=False):
@@ -339,6 +407,11 @@ class CSLTimelinePanel(foo.Panel):
             # the server's store, not the panel's state: the event of the new sample reads it for sure
             ctx.store(RUN_STORE).set("goto", key)
             target = self._sample_showing(ctx, key)
+            if target is None and _watching(ctx):  # a clip opened to watch: back to every video, then to it
+                _pending_open(ctx, key)
+                _flush_state(ctx)
+                ctx.ops.set_view(ctx.dataset.view())
+                return
             if target is None:
                 ctx.ops.notify(f"Frames {key[1]}-{key[2]} of video {key[0]} are not in this view", variant="warning")
                 return
@@ -355,7 +428,7 @@ class CSLTimelinePanel(foo.Panel):
         if getattr(view, "_is_clips", False):
             from fiftyone import ViewField as F  # lazy: importing FiftyOne is slow
 
-            clips = view.match(F("sample_id") == ObjectId(key[0]))
+            clips = view.match(F("_sample_id") == ObjectId(key[0]))
             for cid, support in zip(*clips.values(["id", "support"])):
                 if support[0] <= key[1] <= support[1]:
                     return cid
@@ -420,9 +493,12 @@ class CSLTimelinePanel(foo.Panel):
         ctx.panel.state.run_key = key
         ctx.panel.state.has_scores = False
         try:
-            ctx.panel.state.runs = runs_table(delegated_runs(ctx.dataset))
+            runs = delegated_runs(ctx.dataset)
         except Exception:  # a FiftyOne without delegated operations: nothing to show
-            ctx.panel.state.runs = ""
+            runs = []
+        ctx.panel.state.runs = runs_table(runs)
+        self._replace(ctx, "active_runs", [r["id"] for r in runs if r["state"] in ACTIVE_STATES])
+        ctx.panel.state.watching = _watching(ctx)
         sample_id = self._video(ctx)
         if key is None or sample_id is None:
             ctx.ops.set_panel_data({"timeline": []})
@@ -436,6 +512,7 @@ class CSLTimelinePanel(foo.Panel):
             ctx.ops.set_panel_data({"timeline": []})
             return
         rows = timeline.rows
+        ctx.panel.state.nframes = int(timeline.frame_numbers[-1]) if len(timeline.frame_numbers) else None
         segment = ctx.panel.state.segment
         if not segment or segment[0] != sample_id:  # shown, not chosen: Next still starts from the top
             undecided = [r for r in rows if not r["review"]]
@@ -498,9 +575,10 @@ class CSLTimelinePanel(foo.Panel):
         keys = s.run_keys or []
         if len(keys) > 1:
             panel.enum("run_key", keys, default=s.run_key, label="Run", on_change=self.on_change_run)
-        active = s.runs and any(f"| {state} |" in s.runs for state in ("queued", "scheduled", "running"))
-        if active:  # a queued or running audit comes first
+        active = bool(s.active_runs)
+        if active:  # a queued or running audit comes first, followed until it ends
             panel.md(s.runs, name="runs")
+            panel.view("poll", types.TimerView(interval=POLL_MS, on_interval=self.on_poll))
         if not s.has_scores:
             panel.md(EMPTY_MESSAGE, name="empty")
         else:
@@ -519,6 +597,8 @@ class CSLTimelinePanel(foo.Panel):
                             disabled=not s.can_accept, on_click=self.on_accept)  # fmt: skip
                 actions.btn("keep", label="Keep given label", icon="block", on_click=self.on_keep)
                 actions.btn("reviewed", label="Mark reviewed", icon="visibility", on_click=self.on_reviewed)
+                start = s.frame if isinstance(s.frame, int) else s.segment[1]
+                actions.btn("watch", label=f"Watch from frame {start}", icon="play_arrow", on_click=self.on_watch)
                 name = "relabel_{}_{}_{}".format(*s.segment)  # one per segment: it starts empty on the next
                 actions.enum(name, s.classes or [], label="Relabel as", on_change=self.on_relabel,
                              view=types.DropdownView())  # fmt: skip
@@ -530,6 +610,8 @@ class CSLTimelinePanel(foo.Panel):
                             view=types.DropdownView())  # fmt: skip
             undo = panel.h_stack("history", align_x="left", gap=1)
             undo.btn("undo", label="Undo last decision", icon="undo", on_click=self.on_undo)
+            if s.watching:
+                undo.btn("unwatch", label="Back to all videos", icon="arrow_back", on_click=self.on_unwatch)
             if s.changed:
                 undo.btn("refresh", label=f"Refresh scores of {s.changed} fixed video(s)", icon="refresh",
                          on_click=self.on_refresh)  # fmt: skip
@@ -567,8 +649,9 @@ TABLE_COLUMNS = (
 )
 
 LEGEND = (
-    "Shaded: suspects (red undecided, green confirmed, grey kept, blue reviewed). Click the plot to move the "
-    "player to a frame; drag across it to select frames and relabel them."
+    "Shaded: suspects (red undecided, green confirmed, grey kept, blue reviewed). Click the plot to mark a "
+    "frame (the dashed line) and **Watch** to play the segment from it as a clip, frame by frame (`,` and `.` "
+    "step); drag across the plot to select frames and relabel them."
 )
 
 
@@ -583,3 +666,34 @@ def _pop_goto(ctx, sample_id):
         store.delete("goto")
         return goto
     return None
+
+
+def _pending_open(ctx, key):
+    """Remembers the segment to open once the App shows the view being set."""
+    ctx.store(RUN_STORE).set("open_after_view", list(key))
+
+
+def _pop_pending_open(ctx):
+    try:
+        store = ctx.store(RUN_STORE)
+        pending = store.get("open_after_view")
+    except Exception:  # no execution store (an old FiftyOne)
+        return None
+    if pending:
+        store.delete("open_after_view")
+    return pending
+
+
+def _watching(ctx) -> bool:
+    """Whether the view is the clip the panel opened to watch a segment."""
+    view = ctx.view
+    if not getattr(view, "_is_clips", False):
+        return False
+    try:
+        watch = ctx.store(RUN_STORE).get("watch")
+    except Exception:  # no execution store (an old FiftyOne)
+        return False
+    if not watch:
+        return False
+    clips = list(zip(*view.values(["sample_id", "support"])))
+    return len(clips) == 1 and [str(clips[0][0]), *clips[0][1]] == list(watch)

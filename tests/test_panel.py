@@ -2,7 +2,9 @@
 stand-in for the App's execution context (the real App: test_app_browser.py):
 the plot reads the labels as they are now and draws each decision, the data
 of a video replaces the last one's, Next follows the global order from the
-worst suspect, one click is one decision, and clips views find their video."""
+worst suspect, one click is one decision, clips views find their video, a
+segment is watched as a clip from the frame marked on the plot, and a
+delegated run is followed until it ends."""
 
 import fiftyone_csl as fcsl
 import pytest
@@ -23,6 +25,9 @@ class _Ops:
                 self.ctx.panel_obj.on_change_current_sample(self.ctx)
             if name == "set_panel_data":
                 self.ctx.data = args[0]
+            if name == "set_view":  # the App shows the view, then tells the panel
+                self.ctx.view = args[0] if args else kwargs["view"]
+                self.ctx.panel_obj.on_change_view(self.ctx)
 
         return op
 
@@ -163,7 +168,10 @@ def test_on_a_clips_view_the_panel_shows_the_clips_video_and_opens_clips(reviewa
     assert len(ctx.data["timeline"][0]["x"]) == len(reviewable[str(clip.sample_id)].frames)
     ctx.event("on_next")
     opened = [kw["id"] for name, _, kw in ctx.ops.calls if name == "open_sample"]
-    assert all(i in set(clips.values("id")) for i in opened)
+    assert opened and all(i in set(clips.values("id")) for i in opened)
+    segment = ctx.panel.state.segment
+    clip = ctx.view[opened[-1]]  # the clip holding the chosen segment's first frame
+    assert str(clip.sample_id) == segment[0] and clip.support[0] <= segment[1] <= clip.support[1]
 
 
 def test_the_suspect_table_lists_undecided_first_and_a_row_click_goes_to_it(reviewable):
@@ -190,3 +198,68 @@ def test_the_suspect_table_lists_undecided_first_and_a_row_click_goes_to_it(revi
     assert ctx.panel.state.segment == target and ctx.current_sample == target[0]
     ctx.event("on_table_row", row=len(keys) + 5)  # out of range: nothing moves
     assert ctx.panel.state.segment == target
+
+
+def test_watch_opens_the_segment_as_a_clip_from_the_marked_frame_and_next_leaves_it(reviewable):
+    rows = fcsl.suspect_segments(reviewable, "csl")
+    row = rows[0]
+    sid, first, last = row["sample_id"], row["first_frame"], row["last_frame"]
+    ctx = Ctx(reviewable, sample=sid)
+    ctx.event("on_load")
+    ctx.event("on_next")
+    assert ctx.panel.state.segment == [sid, first, last]
+    marked = min(first + 2, last)
+    ctx.event("on_plot_click", x=marked)
+    ctx.event("on_watch")
+    # the view is one clip of that video, from the marked frame to the segment's end, and it is open
+    assert ctx.view._is_clips and len(ctx.view) == 1
+    clip = ctx.view.first()
+    assert (str(clip.sample_id), list(clip.support)) == (sid, [marked, last])
+    assert ctx.current_sample == clip.id
+    assert ctx.panel.state.segment == [sid, first, last] and ctx.panel.state.watching
+    assert ctx.panel.state.has_scores  # the clip's video, whole
+    assert len(ctx.data["timeline"][0]["x"]) == len(reviewable[sid].frames)
+    assert fcsl.list_decisions(reviewable, "csl") == []  # watching decides nothing
+
+    other = next(r for r in rows if r["sample_id"] != sid)
+    ctx.event("on_table_row", row=ctx.panel.state.table_keys.index(
+        [other["sample_id"], other["first_frame"], other["last_frame"]]))  # fmt: skip
+    # not in the clip: back to every video, on the other segment's video
+    assert not getattr(ctx.view, "_is_clips", False) and len(ctx.view) == len(reviewable)
+    assert ctx.current_sample == other["sample_id"] and not ctx.panel.state.watching
+    assert ctx.panel.state.segment == [other["sample_id"], other["first_frame"], other["last_frame"]]
+
+    ctx.event("on_watch")
+    ctx.event("on_unwatch")
+    assert len(ctx.view) == len(reviewable) and ctx.current_sample == other["sample_id"]
+
+
+def test_a_delegated_run_is_followed_until_it_ends_then_the_dataset_reloads(reviewable):
+    from bson import ObjectId
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone_csl.plugin.audit.delegated import queue_delegated
+    from fiftyone_csl.plugin.runs.record import operator_uri
+
+    service = DelegatedOperationService()
+    op = queue_delegated(operator_uri("audit_video_labels"), "audit", reviewable.name, [], {"label_field": "phase"})
+    try:
+        ctx = Ctx(reviewable, sample=reviewable.first().id)
+        ctx.event("on_load")
+        assert ctx.panel.state.active_runs == [str(op.id)]
+        ctx.ops.calls.clear()
+        ctx.event("on_poll")  # still queued: nothing said, nothing reloaded
+        assert not [c for c in ctx.ops.calls if c[0] in ("notify", "reload_dataset")]
+        service.set_running(op.id)
+        ctx.event("on_poll")
+        assert "running" in ctx.panel.state.runs and not [c for c in ctx.ops.calls if c[0] == "notify"]
+        service.set_completed(op.id)
+        ctx.event("on_poll")
+        names = [c[0] for c in ctx.ops.calls]
+        notes = [c[1][0] for c in ctx.ops.calls if c[0] == "notify"]
+        assert "reload_dataset" in names and any("completed" in n for n in notes)
+        assert ctx.panel.state.active_runs == []  # the timer stops: the panel renders none
+        ctx.ops.calls.clear()
+        ctx.event("on_poll")  # told once
+        assert not [c for c in ctx.ops.calls if c[0] == "notify"]
+    finally:
+        service.delete_operation(ObjectId(str(op.id)))
