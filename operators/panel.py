@@ -5,6 +5,7 @@ loop: step through suspect segments (across videos), decide each one
 scores of fixed videos, and follow delegated runs."""
 
 import functools
+import os
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
@@ -332,43 +333,43 @@ class CSLTimelinePanel(foo.Panel):
 
     @batched
     def on_watch(self, ctx):
-        """Opens the chosen segment as a clip of its video, from the frame
-        marked on the plot (or its first) to its end: the App's player
-        starts a clip at its first frame and steps through it frame by frame
-        (FiftyOne 1.22's player cannot be moved to a frame by a panel)."""
+        """Shows the chosen segment as a clip of its video, from the frame
+        marked on the plot (or its first) to its end: opened, the App's
+        player starts the clip at that frame and steps through it frame by
+        frame (FiftyOne 1.22's player cannot be moved to a frame by a panel,
+        and a view cannot change under an open modal: the modal closes on
+        the clip, one click away)."""
         video, segment = self._video(ctx), ctx.panel.state.segment
         if not video or not segment or segment[0] != video:
             ctx.ops.notify("Choose a segment of this video first (Next)", variant="warning")
             return
         first, last = int(segment[1]), int(segment[2])
-        marked = ctx.panel.state.frame
-        start = int(marked) if isinstance(marked, int) and 1 <= marked <= (ctx.panel.state.nframes or last) else first
-        end = last if start <= last else min(start + last - first, ctx.panel.state.nframes or start)
-        _pending_open(ctx, [video, start, end])
+        marked, frames = ctx.panel.state.frame, ctx.panel.state.nframes or last
+        start = int(marked) if isinstance(marked, int) and 1 <= marked <= frames else first
+        end = last if start <= last else min(start + last - first, frames)
         ctx.store(RUN_STORE).set("watch", [video, start, end])
+        ctx.store(RUN_STORE).set("goto", segment)  # chosen again when the clip opens
         ctx.panel.state.frame = start
         _flush_state(ctx)
+        ctx.ops.close_sample()
         ctx.ops.set_view(ctx.dataset.select(video).to_clips([[(start, end)]]))
+        ctx.ops.notify(f"Frames {start}-{end} as a clip: open it to play them frame by frame (the , and . keys step)")
 
     @batched
     def on_unwatch(self, ctx):
-        """Back from a clip to the whole dataset, on the clip's video."""
-        video = self._video(ctx)
-        if video:
-            _pending_open(ctx, [video, ctx.panel.state.frame or 1, ctx.panel.state.frame or 1])
-        _flush_state(ctx)
-        ctx.ops.set_view(ctx.dataset.view())
+        """Back from the clip to every video (the modal closes; the segment
+        stays chosen for when its video opens)."""
+        self._leave_clip(ctx, ctx.panel.state.segment)
 
-    @batched
-    def on_change_view(self, ctx):
-        """Opens, once the App shows the view a step asked for, the clip or
-        video it was asked for."""
-        pending = _pop_pending_open(ctx)
-        target = self._sample_showing(ctx, pending) if pending else None
-        if target is not None:
-            ctx.ops.open_sample(id=target)
-        else:
-            self._update(ctx)
+    def _leave_clip(self, ctx, segment):
+        if segment:
+            ctx.store(RUN_STORE).set("goto", list(segment))
+        _flush_state(ctx)
+        ctx.ops.close_sample()
+        ctx.ops.set_view(ctx.dataset.view())
+        if segment:
+            name = os.path.basename(ctx.dataset[segment[0]].filepath)
+            ctx.ops.notify(f"Back to every video: open {name} for frames {segment[1]}-{segment[2]}")
 
     # --- actions ------------------------------------------------------------------------
 
@@ -407,10 +408,8 @@ class CSLTimelinePanel(foo.Panel):
             # the server's store, not the panel's state: the event of the new sample reads it for sure
             ctx.store(RUN_STORE).set("goto", key)
             target = self._sample_showing(ctx, key)
-            if target is None and _watching(ctx):  # a clip opened to watch: back to every video, then to it
-                _pending_open(ctx, key)
-                _flush_state(ctx)
-                ctx.ops.set_view(ctx.dataset.view())
+            if target is None and _watching(ctx):  # a clip opened to watch: back to every video
+                self._leave_clip(ctx, key)
                 return
             if target is None:
                 ctx.ops.notify(f"Frames {key[1]}-{key[2]} of video {key[0]} are not in this view", variant="warning")
@@ -666,22 +665,6 @@ def _pop_goto(ctx, sample_id):
         store.delete("goto")
         return goto
     return None
-
-
-def _pending_open(ctx, key):
-    """Remembers the segment to open once the App shows the view being set."""
-    ctx.store(RUN_STORE).set("open_after_view", list(key))
-
-
-def _pop_pending_open(ctx):
-    try:
-        store = ctx.store(RUN_STORE)
-        pending = store.get("open_after_view")
-    except Exception:  # no execution store (an old FiftyOne)
-        return None
-    if pending:
-        store.delete("open_after_view")
-    return pending
 
 
 def _watching(ctx) -> bool:

@@ -228,6 +228,13 @@ def test_an_audit_queued_as_a_delegated_run_is_listed(app, page):
         page.get_by_text("Delegated runs", exact=True).first.wait_for()
         page.get_by_text("audit_video_labels", exact=True).first.wait_for()
         page.screenshot(path=os.path.join(SHOTS, "delegated-run-listed.png"))
+        # a worker would take it and finish it: the panel follows it on its own, tells, and reloads
+        service = DelegatedOperationService()
+        service.set_running(ObjectId(runs[0]["id"]))
+        page.get_by_text("running", exact=True).first.wait_for(timeout=30_000)
+        service.set_completed(ObjectId(runs[0]["id"]))
+        page.get_by_text("Delegated run audit_video_labels completed", exact=False).first.wait_for(timeout=30_000)
+        page.screenshot(path=os.path.join(SHOTS, "delegated-run-completed.png"))
     finally:  # no worker runs in the tests: the queued run is removed
         for r in runs:
             DelegatedOperationService().delete_operation(ObjectId(r["id"]))
@@ -283,6 +290,33 @@ def test_a_row_of_the_suspect_table_opens_its_segment(app, page):
     page.get_by_text(f"Frames {target['first_frame']}-{target['last_frame']}", exact=False).first.wait_for()
     page.screenshot(path=os.path.join(SHOTS, "review-suspect-table.png"))
     assert fcsl.list_decisions(dataset, "csl") == []  # a click on a row decides nothing
+
+
+def test_watch_shows_the_segment_as_a_clip_the_player_steps_frame_by_frame(app, page):
+    """The player cannot be sent to a frame of a plain video: the panel shows
+    a clip that starts at the chosen frame, and opened, the modal plays it."""
+    import fiftyone_csl as fcsl
+    from fiftyone.operators.store import ExecutionStore
+    from fiftyone_csl.operators.common import RUN_STORE
+
+    base, dataset = app
+    _open_panel(page, base, dataset)
+    page.get_by_role("button", name="Next").click()
+    row = fcsl.suspect_segments(dataset, "csl")[0]  # Next: the first one, nothing decided
+    page.get_by_text(f"Frames {row['first_frame']}-{row['last_frame']}", exact=False).first.wait_for()
+    page.get_by_role("button", name=f"Watch from frame {row['first_frame']}").click()
+    page.get_by_text("1 clip", exact=False).first.wait_for()
+    assert ExecutionStore.create(RUN_STORE, dataset._doc.id).get("watch") == [
+        row["sample_id"], row["first_frame"], row["last_frame"]]  # fmt: skip
+    page.locator('[data-cy="looker"]').first.click()  # the clip
+    page.get_by_role("button", name="Back to all videos").wait_for()
+    page.get_by_text(f"Frames {row['first_frame']}-{row['last_frame']}", exact=False).first.wait_for()
+    frames = row["last_frame"] - row["first_frame"] + 1
+    page.get_by_text(str(frames), exact=True).first.wait_for()  # the sidebar counts the clip's frames
+    page.screenshot(path=os.path.join(SHOTS, "review-watch-clip.png"))
+    page.get_by_role("button", name="Back to all videos").click()
+    page.get_by_text(f"{len(dataset)} samples", exact=False).first.wait_for()
+    assert fcsl.list_decisions(dataset, "csl") == []
 
 
 def test_every_segment_is_decided_with_one_click_each(app, page):

@@ -25,9 +25,10 @@ class _Ops:
                 self.ctx.panel_obj.on_change_current_sample(self.ctx)
             if name == "set_panel_data":
                 self.ctx.data = args[0]
-            if name == "set_view":  # the App shows the view, then tells the panel
+            if name == "close_sample":
+                self.ctx.current_sample = None
+            if name == "set_view":
                 self.ctx.view = args[0] if args else kwargs["view"]
-                self.ctx.panel_obj.on_change_view(self.ctx)
 
         return op
 
@@ -200,7 +201,7 @@ def test_the_suspect_table_lists_undecided_first_and_a_row_click_goes_to_it(revi
     assert ctx.panel.state.segment == target
 
 
-def test_watch_opens_the_segment_as_a_clip_from_the_marked_frame_and_next_leaves_it(reviewable):
+def test_watch_shows_the_segment_as_a_clip_from_the_marked_frame_and_next_leaves_it(reviewable):
     rows = fcsl.suspect_segments(reviewable, "csl")
     row = rows[0]
     sid, first, last = row["sample_id"], row["first_frame"], row["last_frame"]
@@ -211,27 +212,35 @@ def test_watch_opens_the_segment_as_a_clip_from_the_marked_frame_and_next_leaves
     marked = min(first + 2, last)
     ctx.event("on_plot_click", x=marked)
     ctx.event("on_watch")
-    # the view is one clip of that video, from the marked frame to the segment's end, and it is open
+    # the modal closed first (a view cannot change under it); the view is one clip of that video,
+    # from the marked frame to the segment's end
+    names = [c[0] for c in ctx.ops.calls]
+    assert names.index("close_sample") < names.index("set_view")
     assert ctx.view._is_clips and len(ctx.view) == 1
     clip = ctx.view.first()
     assert (str(clip.sample_id), list(clip.support)) == (sid, [marked, last])
-    assert ctx.current_sample == clip.id
+    ctx.current_sample = clip.id  # the reviewer opens it
+    ctx.event("on_load")
     assert ctx.panel.state.segment == [sid, first, last] and ctx.panel.state.watching
     assert ctx.panel.state.has_scores  # the clip's video, whole
     assert len(ctx.data["timeline"][0]["x"]) == len(reviewable[sid].frames)
     assert fcsl.list_decisions(reviewable, "csl") == []  # watching decides nothing
 
     other = next(r for r in rows if r["sample_id"] != sid)
-    ctx.event("on_table_row", row=ctx.panel.state.table_keys.index(
-        [other["sample_id"], other["first_frame"], other["last_frame"]]))  # fmt: skip
-    # not in the clip: back to every video, on the other segment's video
+    key = [other["sample_id"], other["first_frame"], other["last_frame"]]
+    ctx.event("on_table_row", row=ctx.panel.state.table_keys.index(key))
+    # not in the clip: back to every video, and the segment is chosen when its video opens
     assert not getattr(ctx.view, "_is_clips", False) and len(ctx.view) == len(reviewable)
-    assert ctx.current_sample == other["sample_id"] and not ctx.panel.state.watching
-    assert ctx.panel.state.segment == [other["sample_id"], other["first_frame"], other["last_frame"]]
+    ctx.current_sample = other["sample_id"]
+    ctx.event("on_load")
+    assert ctx.panel.state.segment == key and ctx.panel.state.chosen and not ctx.panel.state.watching
 
     ctx.event("on_watch")
+    ctx.current_sample = ctx.view.first().id
+    ctx.event("on_load")
+    assert ctx.panel.state.watching
     ctx.event("on_unwatch")
-    assert len(ctx.view) == len(reviewable) and ctx.current_sample == other["sample_id"]
+    assert len(ctx.view) == len(reviewable) and ctx.current_sample is None
 
 
 def test_a_delegated_run_is_followed_until_it_ends_then_the_dataset_reloads(reviewable):
