@@ -116,3 +116,42 @@ def test_a_failing_overwrite_leaves_the_previous_run(scratch, monkeypatch):
     assert os.listdir(key_dir) == [os.path.basename(config.run_dir)]  # no staging left
     for name in ("k-ranked", "k-suspect-frames", "k-suspect-clips"):
         assert name in scratch.list_saved_views()
+
+
+def _backing(dataset, view_name):
+    """The dataset FiftyOne generated for a saved clips view."""
+    import json
+
+    stages = [json.loads(s) for s in dataset._get_saved_view_doc(view_name).view_stages]
+    clips = next(s for s in stages if s["_cls"].endswith("ToClips"))
+    return dict(map(tuple, clips["kwargs"]))["_state"]["name"]
+
+
+def test_the_saved_clips_follow_new_flags_and_a_foreign_clips_view_is_saved_again(scratch):
+    import fiftyone.core.dataset as fod
+    from fiftyone import ViewField as F
+
+    results = fcsl.compute_csl(scratch, "phase", "k", **TINY)
+    first = len(scratch.load_saved_view("k-suspect-clips"))
+    assert first == scratch.count("k_errors.detections") > 0
+    old = _backing(scratch, "k-suspect-clips")
+    from fiftyone_csl.plugin.runs.access import load_videos
+
+    threshold = next(t for t in (results.threshold * 3, results.threshold * 10, 1e6)
+                     if sum(len(v.segments) for v in load_videos(scratch, "k", t).values()) != first)  # fmt: skip
+    fcsl.flag_errors(scratch, "k", threshold=threshold)
+    scratch.reload()
+    assert not fod.dataset_exists(old)  # the stale clips are gone, not left behind
+    clips = scratch.load_saved_view("k-suspect-clips")
+    assert len(clips) == scratch.count("k_errors.detections") != first  # built from the new flags
+    assert _backing(scratch, "k-suspect-clips") == old  # under the saved name: the view loads again
+
+    # a view of another definition saved under the run's name (here: one video's clips) is not
+    # emptied: it is saved again as the run's view
+    scratch.save_view("k-suspect-clips", scratch.limit(1).to_clips("k_errors").sort_by(
+        F("k_errors.mean_csl"), reverse=True), overwrite=True)  # fmt: skip
+    foreign = _backing(scratch, "k-suspect-clips")
+    fcsl.flag_errors(scratch, "k", threshold=results.threshold)
+    scratch.reload()
+    assert len(scratch.load_saved_view("k-suspect-clips")) == scratch.count("k_errors.detections") == first
+    assert _backing(scratch, "k-suspect-clips") != foreign
