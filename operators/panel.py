@@ -414,11 +414,26 @@ class CSLTimelinePanel(foo.Panel):
             if target is None:
                 ctx.ops.notify(f"Frames {key[1]}-{key[2]} of video {key[0]} are not in this view", variant="warning")
                 return
+            self._announce(ctx, key)
             _flush_state(ctx)  # the state the event of the new sample reads
             ctx.ops.open_sample(id=target)  # the panel updates when the modal's sample changes
         else:
             self._update(ctx)
             self._seek(ctx, key[0], key[1])
+
+    def _announce(self, ctx, key):
+        """What the panel can say of the segment before its video opens: its
+        description, the counts and the table, and no plot (the old video's
+        would be drawn under the new segment's name); the video's plot
+        follows when the App has opened it (:meth:`_update`)."""
+        rows = self._rows(ctx)
+        row = next((r for r in rows if _key(r) == key), None)
+        ctx.panel.state.current = self._describe(row)
+        ctx.panel.state.can_accept = bool(row and row["suggested_label"] not in (None, row["given_label"]))
+        ctx.panel.state.review = review_line(review_counts(ctx.dataset, ctx.panel.state.run_key, _rows=rows))
+        table, table_keys = suspect_rows(rows)
+        self._replace(ctx, "table_keys", table_keys)
+        ctx.ops.set_panel_data({"timeline": [], "suspects": table})
 
     def _sample_showing(self, ctx, key):
         """The id of the sample of the current view that shows the segment:

@@ -61,6 +61,14 @@ def install(kill_at: str) -> None:
             return original(self, keep)
 
         store.RunStore.cleanup = cleanup
+    elif kill_at == "adopt":  # a refresh's journal exists; the old trajectories moved in, the new ones not yet
+
+        def adopt(current, version):
+            os.rename(os.path.join(version, store.TRAJECTORIES), os.path.join(version, store.ARRIVING))
+            os.rename(os.path.join(current, store.TRAJECTORIES), os.path.join(version, store.TRAJECTORIES))
+            _die()
+
+        writeback.adopt_trajectories = adopt
     elif kill_at == "decision":  # the decision's journal entry exists; no label changed yet
         writeback._apply_decision = lambda *args, **kwargs: _die()
     elif kill_at != "none":

@@ -123,6 +123,63 @@ def test_a_killed_reflag_is_finished_by_the_next_reader(scratch):
     assert debris(scratch, "k") == ([], 1)
 
 
+def _relabel_one_frame(dataset):
+    """Changes the label of one frame of the first video; returns the video's id."""
+    sample = dataset.first()
+    frame = sample.frames[2]
+    classes = sorted(set(dataset.distinct("frames.phase.label")))
+    frame["phase"].label = next(c for c in classes if c != frame["phase"].label)
+    sample.save()
+    return sample.id
+
+
+def test_a_refresh_killed_while_its_version_adopts_the_trajectories_is_finished_by_the_next_reader(scratch):
+    """A refresh moves the other videos' trajectories into the new version as
+    one folder after its journal entry: killed in the middle of that move,
+    the next reader finishes it and every video loads with its files."""
+    scratch.persistent = True
+    first = fcsl.compute_csl(scratch, **TINY)
+    before = _scores(first)
+    sid = _relabel_one_frame(scratch)
+    code, out = run_child(scratch, "refresh_scores", "adopt", dict(csl_field="k"))
+    assert code == -signal.SIGKILL, out[-3000:]
+    results = fields_match_files(scratch, "k")  # the journal's move finished, every file verified
+    assert fcsl.changed_videos(scratch, "k") == []  # the relabelled video was scored again
+    assert {k: v for k, v in _scores(results).items() if k != sid} == {k: v for k, v in before.items() if k != sid}
+    manifest = load_manifest(scratch, get_run_config(scratch, "k"))
+    folder = os.path.join(get_run_config(scratch, "k").run_dir, "trajectories")
+    assert sorted(os.listdir(folder)) == sorted(os.path.basename(r) for r in manifest.trajectories.values())
+    assert debris(scratch, "k") == ([], 1)
+
+
+def test_a_refresh_that_cannot_be_written_gives_the_trajectories_back(scratch, monkeypatch):
+    from fiftyone_csl.plugin.runs import outputs
+
+    first = fcsl.compute_csl(scratch, **TINY)
+    before = _scores(first)
+    _relabel_one_frame(scratch)
+    write_flags, calls = outputs.write_flags, []
+
+    def broken_once(*args, **kwargs):  # after the folder moved: the previous version must get it back
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("cannot infer a type")
+        return write_flags(*args, **kwargs)
+
+    monkeypatch.setattr(outputs, "write_flags", broken_once)
+    with pytest.raises(fcsl.CSLError, match="the previous run is restored"):
+        fcsl.refresh_scores(scratch, "k")
+    monkeypatch.undo()
+    assert get_run_config(scratch, "k").run_dir == first.run_dir
+    assert _scores(fields_match_files(scratch, "k")) == before  # every file of the previous version verified
+    manifest = load_manifest(scratch, get_run_config(scratch, "k"))
+    folder = os.path.join(first.run_dir, "trajectories")  # its own files back, and no others
+    assert sorted(os.listdir(folder)) == sorted(os.path.basename(r) for r in manifest.trajectories.values())
+    assert fcsl.changed_videos(scratch, "k") != []  # the relabelled video is still to refresh
+    fcsl.refresh_scores(scratch, "k")
+    assert fcsl.changed_videos(scratch, "k") == [] and debris(scratch, "k") == ([], 1)
+
+
 def _scores(results):
     return {sid: v.scores["csl"].tolist() for sid, v in results.videos.items()}
 

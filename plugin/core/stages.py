@@ -23,7 +23,7 @@ from .errors import CSLError
 from .manifest import Manifest
 from .replay import Replayer, load_trajectory
 from .results import Predictions, VideoScores
-from .utils import atomic_save_npz
+from .utils import atomic_save_npz, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +177,11 @@ def procedure_counts(manifest: Manifest, sequences=()):
 
 
 def save_trajectory(run_dir, manifest: Manifest, sequence, trajectory) -> str:
-    relpath = f"trajectories/{sequence.sample_id}.npz"
-    path = os.path.join(run_dir, relpath)
+    """Saves one video's trajectory as ``trajectories/<sample id>-<sha256
+    prefix>.npz``: named by its content, a new trajectory never takes the
+    name of one an earlier version holds (a refresh moves that version's
+    folder into the new one, :func:`~fiftyone_csl.plugin.runs.store.adopt_trajectories`)."""
+    path = os.path.join(run_dir, f"trajectories/{sequence.sample_id}.npz")
     atomic_save_npz(
         path,
         frame_numbers=sequence.frame_numbers,
@@ -189,9 +192,17 @@ def save_trajectory(run_dir, manifest: Manifest, sequence, trajectory) -> str:
         mean_probs=trajectory.mean_probs,
         **({} if sequence.labelled is None else {"labelled": np.asarray(sequence.labelled, dtype=bool)}),
     )
-    manifest.record_file(run_dir, relpath)
+    sha = sha256_file(path)
+    relpath = f"trajectories/{sequence.sample_id}-{sha[:16]}.npz"
+    os.replace(path, os.path.join(run_dir, relpath))
+    earlier = manifest.trajectories.get(sequence.sample_id)
+    if earlier is not None and earlier != relpath:  # scored again in this folder: one file per video
+        manifest.files.pop(earlier, None)
+        if os.path.isfile(os.path.join(run_dir, earlier)):
+            os.remove(os.path.join(run_dir, earlier))
+    manifest.files[relpath] = sha
     manifest.trajectories[sequence.sample_id] = relpath
-    return path
+    return os.path.join(run_dir, relpath)
 
 
 def score_video(

@@ -188,6 +188,75 @@ class RunStore:
                 os.rmdir(folder)
 
 
+TRAJECTORIES = "trajectories"
+"""The folder of a version that holds one trajectory file per video."""
+ARRIVING = ".trajectories-new"
+"""Where a version's own new trajectories wait while it adopts its predecessor's folder."""
+
+
+def can_adopt(current: str) -> bool:
+    """Whether version ``current``'s trajectories can move, as one folder,
+    to the version that replaces it: a real folder, not a symbolic link."""
+    path = os.path.join(current, TRAJECTORIES)
+    return os.path.isdir(path) and not os.path.islink(path) and not os.path.islink(current)
+
+
+def adoption(current: str, old: Manifest, new: Manifest) -> dict:
+    """What a commit of manifest ``new`` over version ``current`` (manifest
+    ``old``) moves: the folder, the trajectories of ``current`` that ``new``
+    replaced (removed once the commit is done) and the new version's own
+    (taken out again if the commit is rolled back)."""
+    replaced = [rel for sid, rel in old.trajectories.items() if new.trajectories.get(sid) != rel]
+    arrived = [rel for rel in new.trajectories.values() if rel not in old.files]
+    return dict(current=current, replaced=replaced, arrived=arrived)
+
+
+def adopt_trajectories(current: str, version: str) -> None:
+    """Moves the trajectories folder of version ``current`` into ``version``
+    (one rename, whatever the number of videos) and puts ``version``'s own
+    new trajectories into it (their names are new: nothing of ``current`` is
+    overwritten). Repeatable after a kill at any point; call under the
+    dataset lock once the journal names ``version``."""
+    old, mine, arriving = (os.path.join(current, TRAJECTORIES), os.path.join(version, TRAJECTORIES),
+                           os.path.join(version, ARRIVING))  # fmt: skip
+    if _real_dir(old) and not os.path.lexists(arriving):
+        if _real_dir(mine):
+            os.rename(mine, arriving)
+        else:
+            os.makedirs(arriving)
+    if _real_dir(old) and not os.path.lexists(mine):
+        os.rename(old, mine)
+    if _real_dir(arriving) and _real_dir(mine):
+        for name in os.listdir(arriving):
+            os.replace(os.path.join(arriving, name), os.path.join(mine, name))
+        os.rmdir(arriving)
+
+
+def return_trajectories(current: str, version: str, arrived=()) -> None:
+    """Undoes :func:`adopt_trajectories` for a commit that is rolled back:
+    the folder returns to ``current``, without ``arrived`` (``version``'s
+    new files, which ``current``'s manifest does not list)."""
+    old, mine = os.path.join(current, TRAJECTORIES), os.path.join(version, TRAJECTORIES)
+    if not os.path.lexists(old) and _real_dir(mine):
+        os.rename(mine, old)
+        remove_replaced(current, arrived, ())
+
+
+def remove_replaced(version: str, relpaths, listed) -> None:
+    """Removes from ``version`` the adopted trajectory files ``relpaths`` of
+    the videos it scored again, unless its manifest (``listed``) holds them."""
+    for rel in relpaths:
+        if rel in listed or not rel.startswith(TRAJECTORIES + "/") or ".." in rel.split("/"):
+            continue
+        path = os.path.join(version, rel)
+        if os.path.lexists(path) and not os.path.isdir(path):
+            os.remove(path)  # a symbolic link is removed, never followed
+
+
+def _real_dir(path: str) -> bool:
+    return os.path.isdir(path) and not os.path.islink(path)
+
+
 def _owner_dead(path: str, host: str, stale_seconds: float = 24 * 3600) -> bool:
     """A staging folder's owner is dead if it ran on this host and its
     process is gone, or if it was made on another host a day ago or more."""

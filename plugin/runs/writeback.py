@@ -15,8 +15,9 @@ A commit makes a complete, verified run version current and writes its
 fields, views and run record, in this order, all under the dataset lock:
 
 1. roll forward any commit of this run that a dead process left half done;
-2. promote the staging folder to a new version (replays and shards first
-   take in the current version's files, so concurrent shards merge);
+2. promote the staging folder to a new version (replays and shards first take in the
+   current version's files, so concurrent shards merge: checkpoints as links, the other
+   videos' trajectories as their folder, moved at step 4, back if it is rolled back);
 3. write a journal entry to the database naming the new version and what to
    write; from here on the new run is the current one;
 4. apply the journal: remove what the old run owned and the new one does
@@ -26,8 +27,8 @@ fields, views and run record, in this order, all under the dataset lock:
 A process killed before step 3 leaves the previous run as it was (its files
 are deleted only at step 5); one killed after it leaves a journal entry that
 the next call on the run applies again (every step of 4 can be repeated).
-Loading a run never needs the journal: the run record names a complete
-version at every moment.
+Readers finish a pending entry first (:func:`ensure_consistent`): once step 4
+moved a folder, the version the record named until then is incomplete.
 """
 
 import logging
@@ -47,7 +48,7 @@ from . import views as fcviews
 from .labels import strip_frames_prefix
 from .locks import dataset_lock
 from .record import METHOD, RunNames, load_manifest, owned_by, run_kwargs, unowned_outputs
-from .store import RunStore
+from .store import TRAJECTORIES, RunStore, adopt_trajectories, adoption, can_adopt, remove_replaced, return_trajectories
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def commit(
     """
     with dataset_lock(dataset):
         recover(dataset, names.key)
-        current = None
+        current = adopt = None
         if dataset.has_run(names.key):
             config = dataset.get_run_info(names.key).config
             if getattr(config, "method", None) != METHOD:
@@ -147,7 +148,7 @@ def commit(
         if not replace:
             if current is None:
                 raise CSLError(f"run '{names.key}' was deleted while this call ran; nothing was written")
-            manifest = _merge(dataset, store, staging, manifest, current, previous)
+            manifest, adopt = _merge(dataset, store, staging, manifest, current, previous)
         elif staging is not None:  # checked before the work; checked again now it is under the lock
             taken = unowned_outputs(dataset, names, RunNames.of(current) if current is not None else None)
             if taken:
@@ -187,6 +188,7 @@ def commit(
             video_ids=list(video_ids),
             flags_only=flags_only,
             keep_evaluation=not replace,
+            adopt=dict(adopt, version=version) if adopt else None,  # the other videos' trajectories' folder
         )
         journal().replace_one({"_id": entry["_id"]}, entry, upsert=True)
         _apply_or_roll_back(dataset, entry, videos)
@@ -208,6 +210,8 @@ def _apply_or_roll_back(dataset, entry: dict, videos: dict | None = None) -> Non
     except Exception as e:
         key = entry["run"]["csl_field"]
         logger.exception("the commit of run '%s' could not be finished; rolling back", key)
+        if entry.get("adopt"):  # the previous version's trajectories go back to it
+            return_trajectories(entry["adopt"]["current"], entry["adopt"]["version"], entry["adopt"]["arrived"])
         previous = entry.get("previous_run")
         if previous is not None:
             manifest = Manifest.load(previous["run_dir"], previous["manifest_sha256"])
@@ -228,9 +232,10 @@ def _apply_or_roll_back(dataset, entry: dict, videos: dict | None = None) -> Non
         raise CSLError(f"run '{key}' could not be written ({type(e).__name__}: {e}); {state}") from e
 
 
-def _merge(dataset, store, staging, manifest, current, previous) -> Manifest:
+def _merge(dataset, store, staging, manifest, current, previous) -> tuple:
     """A replay's manifest merged with the current version's: its new
-    trajectories over everything the current version holds."""
+    trajectories over everything the current version holds; and what of it
+    moves as a folder (:func:`adopt_trajectories`) instead of a link a video."""
     now = load_manifest(dataset, current)
     if previous is not None:
         ours = {k: v for k, v in previous["files"].items() if not k.startswith("trajectories/")}
@@ -238,13 +243,15 @@ def _merge(dataset, store, staging, manifest, current, previous) -> Manifest:
         if ours != theirs:
             raise CSLError(f"run '{current.csl_field}' was retrained while this replay ran; nothing was written")
     if staging is None:
-        return now
+        return now, None
     new = set(manifest.trajectories.values())
+    stale = {now.trajectories[sid] for sid in manifest.trajectories if sid in now.trajectories}  # scored again
+    adopt = can_adopt(current.run_dir)  # else one link per video
 
     def keep(rel):  # a replay drops the simulation's error probabilities (they belong to the labels it saw)
-        return rel not in new and not rel.startswith("error_probs/")
+        return rel not in new and rel not in stale and not rel.startswith("error_probs/")
 
-    store.inherit(staging, current.run_dir, now, keep=keep)
+    store.inherit(staging, current.run_dir, now, keep=lambda r: keep(r) and not (adopt and r.startswith(TRAJECTORIES)))
     for sid, rel in now.trajectories.items():
         if sid not in manifest.trajectories:
             manifest.trajectories[sid] = rel
@@ -256,12 +263,14 @@ def _merge(dataset, store, staging, manifest, current, previous) -> Manifest:
     for rel, sha in now.files.items():
         if keep(rel):
             manifest.files.setdefault(rel, sha)
-    return manifest
+    return manifest, adoption(current.run_dir, now, manifest) if adopt else None
 
 
 def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
     """Step 4 and 5 of a commit; every step can be repeated."""
     run = entry["run"]
+    if entry.get("adopt"):  # first: the version's files are complete before anything reads them
+        adopt_trajectories(entry["adopt"]["current"], entry["adopt"]["version"])
     names = RunNames(
         run["csl_field"], tuple(run["peer_scores"]), bool(run.get("review")), bool(run.get("decisions")),
         bool((run.get("features") or {}).get("sparse_labels")), RunNames.decodes(run["csl_field"], run.get("fields")),
@@ -298,6 +307,8 @@ def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
     outputs.save_summary(dataset, names.key, manifest, run, previous_results.get("evaluation"))
     journal().delete_one({"_id": entry["_id"]})
     RunStore.of(config).cleanup(keep=[run["run_dir"]])
+    if entry.get("adopt"):  # the replaced videos' old trajectories came along with the folder
+        remove_replaced(run["run_dir"], entry["adopt"]["replaced"], set(manifest.files))
     if entry.get("old_store"):
         RunStore.of(dataset.init_run(run_dir=entry["old_store"])).remove_all()
 
