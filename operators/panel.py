@@ -326,8 +326,9 @@ class CSLTimelinePanel(foo.Panel):
             if r["state"] == "completed":
                 ctx.ops.notify(f"Delegated run {r['operator']} completed: reloading the dataset", variant="success")
             else:
-                error = str(r.get("error") or r["state"]).strip().splitlines()[-1:] or [r["state"]]
-                ctx.ops.notify(f"Delegated run {r['operator']} {r['state']}: {error[0]}", variant="error")
+                error = str(r.get("error") or "").strip().splitlines()[-1:]
+                ctx.ops.notify(f"Delegated run {r['operator']} {r['state']}" + "".join(f": {e}" for e in error),
+                               variant="error")  # fmt: skip
         ctx.ops.reload_dataset()
         self._update(ctx)
 
@@ -664,7 +665,7 @@ TABLE_COLUMNS = (
 
 LEGEND = (
     "Shaded: suspects (red undecided, green confirmed, grey kept, blue reviewed). Click the plot to mark a "
-    "frame (the dashed line) and **Watch** to play the segment from it as a clip, frame by frame (`,` and `.` "
+    "frame (the black line) and **Watch** to play the segment from it as a clip, frame by frame (`,` and `.` "
     "step); drag across the plot to select frames and relabel them."
 )
 
@@ -691,7 +692,7 @@ def _watching(ctx) -> bool:
         watch = ctx.store(RUN_STORE).get("watch")
     except Exception:  # no execution store (an old FiftyOne)
         return False
-    if not watch:
+    if not watch or view.count() != 1:
         return False
     clips = list(zip(*view.values(["sample_id", "support"])))
     return len(clips) == 1 and [str(clips[0][0]), *clips[0][1]] == list(watch)

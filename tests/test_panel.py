@@ -246,6 +246,7 @@ def test_watch_shows_the_segment_as_a_clip_from_the_marked_frame_and_next_leaves
 def test_a_delegated_run_is_followed_until_it_ends_then_the_dataset_reloads(reviewable):
     from bson import ObjectId
     from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionResult
     from fiftyone_csl.plugin.audit.delegated import queue_delegated
     from fiftyone_csl.plugin.runs.record import operator_uri
 
@@ -270,5 +271,14 @@ def test_a_delegated_run_is_followed_until_it_ends_then_the_dataset_reloads(revi
         ctx.ops.calls.clear()
         ctx.event("on_poll")  # told once
         assert not [c for c in ctx.ops.calls if c[0] == "notify"]
+
+        failing = queue_delegated(operator_uri("audit_video_labels"), "audit", reviewable.name, [], {})
+        ctx.event("on_load")
+        service.set_failed(failing.id, result=ExecutionResult(error="Traceback ...\nCSLError: the disk is full"))
+        ctx.ops.calls.clear()
+        ctx.event("on_poll")  # a failed run says its error's last line
+        [(name, args, kwargs)] = [c for c in ctx.ops.calls if c[0] == "notify"]
+        assert args[0].endswith("failed: CSLError: the disk is full") and kwargs["variant"] == "error"
+        service.delete_operation(ObjectId(str(failing.id)))
     finally:
         service.delete_operation(ObjectId(str(op.id)))
