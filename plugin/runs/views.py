@@ -22,13 +22,12 @@ def build_views(dataset, names, threshold: float, clips: bool = True) -> dict:
             scored.match_frames(F(key) > threshold).sort_by(names.max_field, reverse=True),
             f"Only frames with {key} > {threshold:.3g}",
         ),
-        names.suspect_clips_view: (
+    }
+    if clips:  # built here, not in the literal above: making the view generates its clips
+        views[names.suspect_clips_view] = (
             dataset.to_clips(names.errors_field).sort_by(F(f"{names.errors_field}.mean_csl"), reverse=True),
             f"One clip per suspect segment in {names.errors_field}, worst first",
-        ),
-    }
-    if not clips:
-        del views[names.suspect_clips_view]
+        )
     return views
 
 
