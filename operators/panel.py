@@ -228,7 +228,10 @@ class CSLTimelinePanel(foo.Panel):
 
     @batched
     def on_change_order(self, ctx):
-        ctx.panel.state.order = ctx.params.get("value") or "csl"
+        order = ctx.params.get("value") or "csl"
+        if order == (ctx.panel.state.order or "csl"):  # the dropdown says its value again as it renders
+            return
+        ctx.panel.state.order = order
         self._update(ctx)
 
     @batched

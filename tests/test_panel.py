@@ -142,6 +142,12 @@ def test_a_video_change_replaces_the_plot_data_and_one_click_is_one_decision(rev
     ctx.event("on_undo")
     assert fcsl.list_decisions(reviewable, "csl") == []
 
+    ctx.ops.calls.clear()
+    ctx.event("on_change_order", value="csl")  # the order it has: nothing to read again
+    assert ctx.ops.calls == []
+    ctx.event("on_change_order", value="queue")
+    assert ctx.panel.state.order == "queue" and "set_panel_data" in [c[0] for c in ctx.ops.calls]
+
 
 def test_a_selection_on_the_plot_is_relabelled_frame_for_frame(reviewable):
     row = fcsl.suspect_segments(reviewable, "csl")[0]
