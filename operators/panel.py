@@ -431,13 +431,18 @@ class CSLTimelinePanel(foo.Panel):
         would be drawn under the new segment's name); the video's plot
         follows when the App has opened it (:meth:`_update`)."""
         rows = self._rows(ctx)
-        row = next((r for r in rows if _key(r) == key), None)
+        table = self._show_suspect(ctx, next((r for r in rows if _key(r) == key), None), rows)
+        ctx.ops.set_panel_data({"timeline": [], "suspects": table})
+
+    def _show_suspect(self, ctx, row, rows) -> list:
+        """The chosen suspect ``row``'s description and the run's counts and
+        table (of ``rows``, the run's suspects); returns the table's data."""
         ctx.panel.state.current = self._describe(row)
         ctx.panel.state.can_accept = bool(row and row["suggested_label"] not in (None, row["given_label"]))
         ctx.panel.state.review = review_line(review_counts(ctx.dataset, ctx.panel.state.run_key, _rows=rows))
         table, table_keys = suspect_rows(rows)
         self._replace(ctx, "table_keys", table_keys)
-        ctx.ops.set_panel_data({"timeline": [], "suspects": table})
+        return table
 
     def _sample_showing(self, ctx, key):
         """The id of the sample of the current view that shows the segment:
@@ -548,14 +553,9 @@ class CSLTimelinePanel(foo.Panel):
             f"**{len(rows)}** suspect segment(s) in this video; max CSL **{max(timeline.csl):.2f}**, "
             f"threshold {timeline.threshold:.2f} (run `{key}`)"
         )
-        ctx.panel.state.current = self._describe(current)
-        ctx.panel.state.can_accept = bool(current and current["suggested_label"] not in (None, current["given_label"]))
         selection = ctx.panel.state.selection
         ctx.panel.state.selection = selection if selection and selection[0] == sample_id else None
-        rows_all = self._rows(ctx)  # the whole run's suspects, decided ones too: read once for both
-        ctx.panel.state.review = review_line(review_counts(ctx.dataset, key, _rows=rows_all))
-        table, table_keys = suspect_rows(rows_all)
-        self._replace(ctx, "table_keys", table_keys)
+        table = self._show_suspect(ctx, current, self._rows(ctx))  # the whole run's: read once for counts and table
         try:  # the videos a decision relabelled and the open one: a click's cost does not grow with the dataset
             names = RunNames.of(get_run_config(ctx.dataset, key))  # the dataset was reloaded just above
             docs = decision_docs(ctx.dataset, names) if names.decisions else []

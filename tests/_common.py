@@ -16,3 +16,18 @@ def snapshot(dataset):
         sorted(dataset.list_saved_views()),
         dataset.values("frames.phase.label"),
     )
+
+
+def broken_first_call(monkeypatch, module, name) -> list:
+    """Makes ``module.name`` raise a ``ValueError`` on its first call and
+    work after it; returns the list of its calls (one entry each)."""
+    original, calls = getattr(module, name), []
+
+    def broken_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("cannot infer a type")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, broken_once)
+    return calls

@@ -13,6 +13,7 @@ import fiftyone_csl as fcsl
 import numpy as np
 import pytest
 import torch
+from _common import broken_first_call
 from fiftyone_csl.plugin.runs.record import get_run_config, load_manifest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -158,15 +159,7 @@ def test_a_refresh_that_cannot_be_written_gives_the_trajectories_back(scratch, m
     first = fcsl.compute_csl(scratch, **TINY)
     before = _scores(first)
     _relabel_one_frame(scratch)
-    write_flags, calls = outputs.write_flags, []
-
-    def broken_once(*args, **kwargs):  # after the folder moved: the previous version must get it back
-        calls.append(1)
-        if len(calls) == 1:
-            raise ValueError("cannot infer a type")
-        return write_flags(*args, **kwargs)
-
-    monkeypatch.setattr(outputs, "write_flags", broken_once)
+    broken_first_call(monkeypatch, outputs, "write_flags")  # after the folder moved: it must go back
     with pytest.raises(fcsl.CSLError, match="the previous run is restored"):
         fcsl.refresh_scores(scratch, "k")
     monkeypatch.undo()

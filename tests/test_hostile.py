@@ -7,7 +7,7 @@ import os
 import fiftyone_csl as fcsl
 import numpy as np
 import pytest
-from _common import snapshot
+from _common import broken_first_call, snapshot
 from fiftyone import ViewField as F
 from fiftyone_csl.plugin.audit.fanout import get_graph
 from fiftyone_csl.plugin.review.segments import decision_order
@@ -41,16 +41,8 @@ def test_a_commit_that_cannot_be_written_rolls_back_to_the_previous_run(scratch,
     first = fcsl.compute_csl(scratch, "phase", "k", **TINY)
     before = scratch.values("frames.k")
 
-    calls = []
-    write_flags = outputs.write_flags
-
-    def broken_once(*args, **kwargs):  # after the new scores are written: the old ones must come back
-        calls.append(1)
-        if len(calls) == 1:
-            raise ValueError("cannot infer a type")
-        return write_flags(*args, **kwargs)
-
-    monkeypatch.setattr(outputs, "write_flags", broken_once)
+    # after the new scores are written: the old ones must come back
+    calls = broken_first_call(monkeypatch, outputs, "write_flags")
     with pytest.raises(fcsl.CSLError, match="the previous run is restored"):
         fcsl.compute_csl(scratch, "phase", "k", overwrite=True, **dict(TINY, seed=2))
     monkeypatch.undo()

@@ -127,7 +127,7 @@ def _backing(dataset, view_name):
     return dict(map(tuple, clips["kwargs"]))["_state"]["name"]
 
 
-def test_the_saved_clips_follow_new_flags_and_a_foreign_clips_view_is_saved_again(scratch):
+def test_the_saved_clips_follow_new_flags_and_a_foreign_clips_view_is_saved_again(scratch, monkeypatch):
     import fiftyone.core.dataset as fod
     from fiftyone import ViewField as F
 
@@ -142,11 +142,9 @@ def test_the_saved_clips_follow_new_flags_and_a_foreign_clips_view_is_saved_agai
     import fiftyone.core.clips as focl
 
     made, make = [], focl.make_clips_dataset
-    focl.make_clips_dataset = lambda *a, **k: made.append(1) or make(*a, **k)
-    try:
-        fcsl.flag_errors(scratch, "k", threshold=threshold)
-    finally:
-        focl.make_clips_dataset = make
+    monkeypatch.setattr(focl, "make_clips_dataset", lambda *a, **k: made.append(1) or make(*a, **k))
+    fcsl.flag_errors(scratch, "k", threshold=threshold)
+    monkeypatch.undo()
     assert made == []  # the commit generates no clips: the view's next load does
     scratch.reload()
     assert not fod.dataset_exists(old)  # the stale clips are gone, not left behind

@@ -197,8 +197,7 @@ ARRIVING = ".trajectories-new"
 def can_adopt(current: str) -> bool:
     """Whether version ``current``'s trajectories can move, as one folder,
     to the version that replaces it: a real folder, not a symbolic link."""
-    path = os.path.join(current, TRAJECTORIES)
-    return os.path.isdir(path) and not os.path.islink(path) and not os.path.islink(current)
+    return _real_dir(os.path.join(current, TRAJECTORIES)) and not os.path.islink(current)
 
 
 def adoption(current: str, old: Manifest, new: Manifest) -> dict:

@@ -40,7 +40,7 @@ def save_views(dataset, names, threshold: float) -> list:
     views = build_views(dataset, names, threshold, clips=not _drop_saved_clips(dataset, names))
     for name, (view, description) in views.items():
         dataset.save_view(name, view, description=description, overwrite=True)
-    return [*views, names.suspect_clips_view] if names.suspect_clips_view not in views else list(views)
+    return [names.ranked_view, names.suspect_frames_view, names.suspect_clips_view]  # saved, or kept
 
 
 def _drop_saved_clips(dataset, names) -> bool:
