@@ -56,9 +56,9 @@ def install(kill_at: str) -> None:
     elif kill_at == "cleanup":  # everything written but the old version not yet removed
         original = store.RunStore.cleanup
 
-        def cleanup(self, keep=()):
+        def cleanup(self, keep=(), known=None):
             _die()
-            return original(self, keep)
+            return original(self, keep, known)
 
         store.RunStore.cleanup = cleanup
     elif kill_at == "adopt":  # a refresh's journal exists; the old trajectories moved in, the new ones not yet

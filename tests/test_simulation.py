@@ -98,6 +98,52 @@ def test_refresh_scores_rescores_only_the_videos_whose_labels_were_fixed(scratch
     assert len(fcsl.load_csl_results(scratch, "r").videos) == len(results.videos)
 
 
+def _relabel_one_frame(sample):
+    classes = sorted(set(sample._dataset.distinct("frames.phase.label")))
+    frame = sample.frames[sorted(sample.frames.keys())[3]]
+    frame["phase"].label = next(c for c in classes if c != frame["phase"].label)
+    sample.save()
+
+
+def test_a_refresh_parses_the_run_manifest_once_unless_another_commit_replaced_it(scratch, monkeypatch):
+    """A large run's manifest takes a tenth of a second to parse: a refresh
+    reads it once (the changes, the replay, the merge, the write-back and the
+    cleanup share it). If another call commits between the refresh's check
+    and its write, the refresh reads the new version and keeps its videos."""
+    import json
+
+    from fiftyone_csl.plugin.audit import rescore
+
+    fcsl.compute_csl(scratch, "phase", "r", embeddings_field="emb", **FAST)
+    parsed, real = [], json.load
+
+    def load(f, *args, **kwargs):
+        if f.name.endswith("manifest.json"):
+            parsed.append(f.name)
+        return real(f, *args, **kwargs)
+
+    monkeypatch.setattr(json, "load", load)
+    one, two = scratch.take(2, seed=0)
+    _relabel_one_frame(one)
+    assert list(fcsl.refresh_scores(scratch, "r").videos) == [one.id]
+    assert len(parsed) == 1, parsed
+
+    real_changed = rescore._changed
+
+    def changed_then_another_commit(samples, key):
+        found = real_changed(samples, key)
+        monkeypatch.setattr(rescore, "_changed", real_changed)
+        _relabel_one_frame(two)  # another reviewer's refresh commits meanwhile
+        assert list(fcsl.refresh_scores(scratch.select(two.id), "r").videos) == [two.id]
+        return found
+
+    _relabel_one_frame(one)
+    monkeypatch.setattr(rescore, "_changed", changed_then_another_commit)
+    assert list(fcsl.refresh_scores(scratch.select(one.id), "r").videos) == [one.id]
+    assert fcsl.changed_videos(scratch, "r") == []  # both commits' videos are in the version that stayed
+    assert len(fcsl.load_csl_results(scratch, "r").videos) == len(scratch)
+
+
 def test_changed_videos_reads_the_kept_digests_not_the_trajectories(scratch, monkeypatch):
     """Which videos changed is told by the digest of each video's labels the
     run kept: no trajectory is opened, and a label changed on a frame the

@@ -37,6 +37,7 @@ def replay_checkpoints(
     precision: str = "auto",
     cache_dir: str | None = None,
     progress=None,
+    _loaded=None,
 ) -> CSLResults:
     """Replays the checkpoints of run ``csl_field`` over the videos of
     ``samples`` and writes their scores and flags.
@@ -58,12 +59,14 @@ def replay_checkpoints(
         threshold (None): default the run's threshold (``"auto"``: ln C)
         peer_scores (None): default the run's
         device, precision, cache_dir, progress: as in :func:`fiftyone_csl.compute_csl`
+        _loaded: ``(config, manifest)`` a caller read and verified just
+            before (a refresh), used while the run record still names it
     """
     check_collection(samples)
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
     config = get_run_config(samples, csl_field)
-    manifest = load_manifest(dataset, config)
+    manifest = _current(dataset, config, _loaded)
     holder = run_in_progress(dataset, csl_field)
     if holder is not None:
         raise CSLError(f"run '{csl_field}' is being trained ({holder['host']} pid {holder['pid']}); replay it after")
@@ -90,14 +93,14 @@ def replay_checkpoints(
         raise CSLError("the run's class list changed")
     if prepared.in_dim != manifest.in_dim:
         raise CSLError(f"features have dimension {prepared.in_dim}; the run's models expect {manifest.in_dim}")
-    store = RunStore.of(config)
+    store, loaded_config = RunStore.of(config), config
     need = trajectory_bytes(prepared.sequences, manifest.config["epochs"], len(manifest.classes))
     store.check_space({"trajectories": need, "total": need})
     progress = StagedProgress(progress, {"features": 4, "replay": 1.5, "write": 0.5})
     with dataset_lock(dataset):  # the version cannot be replaced while its checkpoints are linked
-        # read the current version under the lock: another replay may have committed since the checks
+        # the current version under the lock: another replay may have committed since the checks
         config = get_run_config(samples, csl_field)
-        manifest = load_manifest(dataset, config)
+        manifest = _current(dataset, config, (loaded_config, manifest))
 
         def shared(rel):  # what the replay keeps of the version: not the per-video files it writes again
             return not rel.startswith(("trajectories/", "error_probs/"))
@@ -120,7 +123,8 @@ def replay_checkpoints(
         with progress.stage("write", 1, "steps"):
             version = writeback.commit(
                 dataset, store, staging, replay_manifest, names, state="scored", threshold=threshold_value,
-                video_ids=list(videos), replace=False, previous={"files": manifest.files}, videos=videos,
+                video_ids=list(videos), replace=False, videos=videos,
+                previous={"files": manifest.files, "manifest": manifest, "sha256": config.manifest_sha256},
             )  # fmt: skip
     except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
@@ -170,6 +174,19 @@ def replay_shards(samples, num_shards: int) -> list:
     return balanced_groups(dict(zip(ids, frames)), num_shards)
 
 
+def _current(dataset, config, loaded):
+    """The verified manifest of the version ``config`` names: the one in
+    ``loaded`` (``(config, manifest)`` read before in this call) while the
+    run record still names that version, else read again (a manifest of
+    10,000 videos takes a tenth of a second to parse)."""
+    if loaded is not None:
+        before, manifest = loaded
+        same = (before.run_dir, before.manifest_sha256) == (config.run_dir, config.manifest_sha256)
+        if same and manifest.dataset_id == str(dataset._doc.id) and manifest.run_key == config.csl_field:
+            return manifest
+    return load_manifest(dataset, config)
+
+
 def changed_videos(samples, csl_field: str = "csl") -> list:
     """Ids of the videos of ``samples`` whose labels in the run's label field
     differ from the labels they were scored against, or that the run has not
@@ -177,6 +194,12 @@ def changed_videos(samples, csl_field: str = "csl") -> list:
     kept (any label changed, added or removed, also between scored frames):
     its trajectory is not opened. Runs of earlier versions, which kept no
     digest, compare the labels of the scored frames with the trajectory's."""
+    return _changed(samples, csl_field)[0]
+
+
+def _changed(samples, csl_field: str) -> tuple:
+    """``(changed, config, manifest)``: :func:`changed_videos` and the run
+    version it compared against."""
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
     config = get_run_config(samples, csl_field)
@@ -199,7 +222,7 @@ def changed_videos(samples, csl_field: str = "csl") -> list:
         now = dict(zip(numbers.tolist(), names))
         if any(index.get(now.get(int(f)), -1) != int(y) for f, y in zip(scored, labels)):
             changed.append(sid)
-    return changed
+    return changed, config, manifest
 
 
 def refresh_scores(samples, csl_field: str = "csl", device: str = "auto", precision: str = "auto",
@@ -215,11 +238,11 @@ def refresh_scores(samples, csl_field: str = "csl", device: str = "auto", precis
     still carry what they learnt from the old labels.
     """
     check_collection(samples)
-    changed = changed_videos(samples, csl_field)
-    config = get_run_config(samples._dataset, csl_field)
+    changed, config, manifest = _changed(samples, csl_field)
     if not changed:
         threshold = fcflags.resolve_threshold(config.threshold, len(config.classes))
         return CSLResults(csl_field, config.run_dir, config.classes, threshold, {})
     return replay_checkpoints(
-        samples.select(changed), csl_field, device=device, precision=precision, cache_dir=cache_dir, progress=progress
-    )
+        samples.select(changed), csl_field, device=device, precision=precision, cache_dir=cache_dir,
+        progress=progress, _loaded=(config, manifest),
+    )  # fmt: skip

@@ -11,7 +11,7 @@ import uuid
 
 from ..core.errors import CSLError
 from ..core.manifest import MANIFEST, Manifest
-from ..core.utils import atomic_write_json
+from ..core.utils import atomic_write_json, sha256_file
 from .locks import host_id, pid_alive
 
 OWNER = "owner.json"
@@ -125,25 +125,28 @@ class RunStore:
             except OSError:
                 shutil.copy2(src, dst)
 
-    def cleanup(self, keep=()) -> None:
+    def cleanup(self, keep=(), known=None) -> None:
         """Removes what no live process uses in this run's folder: versions
         other than ``keep`` and staging whose owner is dead; only folders
         that are this run's (:meth:`owns`). Call under the dataset lock
-        (commits create versions under it)."""
+        (commits create versions under it). ``known``: ``{version folder:
+        sha256}`` of manifests verified as this run's when they were read."""
         keep = {os.path.abspath(k) for k in keep if k}
         if not self._real_folder():
             return
         for name in os.listdir(self.key_dir):
             path = os.path.join(self.key_dir, name)
-            if path in keep or not self.owns(path):
+            if path in keep or not self.owns(path, (known or {}).get(path)):
                 continue
             if name.startswith("v") or _owner_dead(path, host_id()):
                 shutil.rmtree(path, ignore_errors=True)
 
-    def owns(self, path: str) -> bool:
+    def owns(self, path: str, sha256: str | None = None) -> bool:
         """Whether ``path`` (inside this run's folder) is a folder this run
         made: a real folder, not a symbolic link, that is a version whose
-        manifest names this dataset and key, or a staging folder."""
+        manifest names this dataset and key, or a staging folder. A version
+        whose manifest has ``sha256``, one verified as this run's when it was
+        read, is not parsed again."""
         name = os.path.basename(path)
         if os.path.islink(path) or not os.path.isdir(path):
             return False
@@ -151,6 +154,9 @@ class RunStore:
             return True
         if not name.startswith("v"):
             return False
+        manifest = os.path.join(path, MANIFEST)
+        if sha256 and os.path.isfile(manifest) and not os.path.islink(manifest) and sha256_file(manifest) == sha256:
+            return True
         try:
             with open(os.path.join(path, MANIFEST)) as f:
                 raw = json.load(f)

@@ -24,11 +24,10 @@ fields, views and run record, in this order, all under the dataset lock:
    not, register the run, write scores, flags and views, save the summary;
 5. delete the journal entry and every version but the new one.
 
-A process killed before step 3 leaves the previous run as it was (its files
-are deleted only at step 5); one killed after it leaves a journal entry that
-the next call on the run applies again (every step of 4 can be repeated).
-Readers finish a pending entry first (:func:`ensure_consistent`): once step 4
-moved a folder, the version the record named until then is incomplete.
+A process killed before step 3 leaves the previous run as it was (its files are deleted only
+at step 5); one killed after it leaves a journal entry that the next call on the run applies
+again (every step of 4 repeats). Readers finish a pending entry first (:func:`ensure_consistent`):
+once step 4 moved a folder, the version the record named until then is incomplete.
 """
 
 import logging
@@ -128,8 +127,8 @@ def commit(
         replace: a new run (train, audit, overwrite); else a replay or a
             re-flag, merged into the current version, whose review queue and
             warnings it keeps unless given
-        previous: ``{"files"}`` of the version a replay started from: the
-            commit refuses if the checkpoints changed meanwhile
+        previous: ``{"files", "manifest", "sha256"}`` of the version a replay
+            started from: the commit refuses if the checkpoints changed meanwhile
         before_journal: called under the lock before the journal entry (for
             writes that are not the run's, such as a requested embeddings field)
         videos: the scored videos in memory (else read back from the files)
@@ -177,7 +176,9 @@ def commit(
             old_names=asdict(RunNames.of(current)) if current is not None else None,
             old_review=(getattr(current, "review", None) or None) if replace and current else None,
             # the last good state, restored if this entry cannot be applied
-            previous_run=_config_kwargs(current) if current is not None else None,
+            previous_run={k: v for k, v in current.serialize().items() if k not in ("cls", "type")}
+            if current is not None
+            else None,
             # a replacement under another run_dir leaves no orphaned store behind
             old_store=current.run_dir
             if replace
@@ -191,22 +192,18 @@ def commit(
             adopt=dict(adopt, version=version) if adopt else None,  # the other videos' trajectories' folder
         )
         journal().replace_one({"_id": entry["_id"]}, entry, upsert=True)
-        _apply_or_roll_back(dataset, entry, videos)
+        _apply_or_roll_back(dataset, entry, videos, manifest if staging is not None else None)
     return version
 
 
-def _config_kwargs(config) -> dict:
-    return {k: v for k, v in config.serialize().items() if k not in ("cls", "type")}
-
-
-def _apply_or_roll_back(dataset, entry: dict, videos: dict | None = None) -> None:
+def _apply_or_roll_back(dataset, entry: dict, videos: dict | None = None, manifest=None) -> None:
     """Applies a commit's journal entry; if it cannot be applied, goes back
     to the last good state and raises :class:`CSLError`, so no run key is
     left that no call can use. The last good state is the run before the
     commit, written again from its own verified files (so no field keeps a
     value the failed commit wrote), or no run at all."""
     try:
-        _apply(dataset, entry, videos)
+        _apply(dataset, entry, videos, manifest)
     except Exception as e:
         key = entry["run"]["csl_field"]
         logger.exception("the commit of run '%s' could not be finished; rolling back", key)
@@ -236,7 +233,9 @@ def _merge(dataset, store, staging, manifest, current, previous) -> tuple:
     """A replay's manifest merged with the current version's: its new
     trajectories over everything the current version holds; and what of it
     moves as a folder (:func:`adopt_trajectories`) instead of a link a video."""
-    now = load_manifest(dataset, current)
+    known = (previous or {}).get("manifest")  # verified by the replay: read again only if a commit replaced it
+    same = known is not None and previous.get("sha256") == current.manifest_sha256
+    now = known if same and known.dataset_id == str(dataset._doc.id) else load_manifest(dataset, current)
     if previous is not None:
         ours = {k: v for k, v in previous["files"].items() if not k.startswith("trajectories/")}
         theirs = {k: v for k, v in now.files.items() if not k.startswith("trajectories/")}
@@ -266,8 +265,8 @@ def _merge(dataset, store, staging, manifest, current, previous) -> tuple:
     return manifest, adoption(current.run_dir, now, manifest) if adopt else None
 
 
-def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
-    """Step 4 and 5 of a commit; every step can be repeated."""
+def _apply(dataset, entry: dict, videos: dict | None = None, manifest=None) -> None:
+    """Step 4 and 5 of a commit (``manifest``: the version's, as the commit saved it); every step repeats."""
     run = entry["run"]
     if entry.get("adopt"):  # first: the version's files are complete before anything reads them
         adopt_trajectories(entry["adopt"]["current"], entry["adopt"]["version"])
@@ -290,7 +289,7 @@ def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
         dataset.update_run_config(names.key, config)
     else:
         dataset.register_run(names.key, config)
-    manifest = Manifest.load(run["run_dir"], run["manifest_sha256"])
+    manifest = manifest or Manifest.load(run["run_dir"], run["manifest_sha256"])
     threshold = fcflags.resolve_threshold(run["threshold"], len(manifest.classes))
     ids = entry["video_ids"]
     if ids:
@@ -306,7 +305,8 @@ def _apply(dataset, entry: dict, videos: dict | None = None) -> None:
         fcviews.save_views(dataset, names, threshold)
     outputs.save_summary(dataset, names.key, manifest, run, previous_results.get("evaluation"))
     journal().delete_one({"_id": entry["_id"]})
-    RunStore.of(config).cleanup(keep=[run["run_dir"]])
+    before = entry.get("previous_run") or {}  # its manifest was verified when it was read: not parsed again
+    RunStore.of(config).cleanup([run["run_dir"]], {before.get("run_dir"): before.get("manifest_sha256")})
     if entry.get("adopt"):  # the replaced videos' old trajectories came along with the folder
         remove_replaced(run["run_dir"], entry["adopt"]["replaced"], set(manifest.files))
     if entry.get("old_store"):
