@@ -16,7 +16,7 @@ from ..plugin.audit.rescore import changed_videos, refresh_scores
 from ..plugin.core.errors import CSLError
 from ..plugin.review.decisions import review_segment, undo_review
 from ..plugin.review.reports import review_counts
-from ..plugin.review.segments import decision_docs, suspect_segments
+from ..plugin.review.segments import kept_suspect_segments, relabelled_videos
 from ..plugin.review.timeline import video_timeline
 from ..plugin.runs.record import RunNames, get_run_config, list_csl_runs
 from .common import RUN_STORE, remembered_run
@@ -383,7 +383,7 @@ class CSLTimelinePanel(foo.Panel):
         key, order = ctx.panel.state.run_key, ctx.panel.state.order or "csl"
         cached = getattr(ctx, "_csl_rows", None)
         if fresh or cached is None or cached[0] != (key, order):
-            cached = ((key, order), suspect_segments(ctx.dataset, key, order=order))
+            cached = ((key, order), kept_suspect_segments(ctx.dataset, key, order=order))
             ctx._csl_rows = cached
         return cached[1]
 
@@ -558,10 +558,9 @@ class CSLTimelinePanel(foo.Panel):
         table = self._show_suspect(ctx, current, self._rows(ctx))  # the whole run's: read once for counts and table
         try:  # the videos a decision relabelled and the open one: a click's cost does not grow with the dataset
             names = RunNames.of(get_run_config(ctx.dataset, key))  # the dataset was reloaded just above
-            docs = decision_docs(ctx.dataset, names) if names.decisions else []
-            touched = {d["sample_id"] for d in docs if d.get("changed_frames")}
+            touched = set(relabelled_videos(ctx.dataset, names) if names.decisions else [])
             touched.add(sample_id)
-            ctx.panel.state.changed = len(changed_videos(ctx.dataset.select(sorted(touched)), key))
+            ctx.panel.state.changed = len(changed_videos(ctx.dataset.select(sorted(touched)), key, cached=True))
         except CSLError:
             ctx.panel.state.changed = 0
         ctx.ops.set_panel_data({"timeline": traces, "suspects": table})  # replaced, never merged

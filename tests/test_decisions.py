@@ -178,6 +178,50 @@ def test_decisions_survive_a_refresh_and_the_queue_skips_decided_frames(reviewab
     assert reviewable.has_frame_field("csl_decision")
 
 
+def test_the_kept_suspect_list_follows_decisions_undo_refresh_and_new_flags_as_a_fresh_read(reviewable, monkeypatch):
+    """The App's panel keeps the run's suspect list between clicks and reads
+    again only the videos saved since: after each decision, undo, refresh
+    and re-flag (made through the SDK, as another reviewer would) it equals
+    a fresh read, and a decision re-reads one video, not the dataset."""
+    from fiftyone_csl.plugin.review import segments
+
+    def same():
+        for order in ("queue", "csl"):
+            kept = segments.kept_suspect_segments(reviewable, "csl", order=order)
+            assert kept == fcsl.suspect_segments(reviewable, "csl", order=order), order
+        return kept  # in the order of CSL
+
+    def decide(row, action):
+        fcsl.review_segment(reviewable, "csl", row["sample_id"], row["first_frame"], row["last_frame"], action)
+
+    fcsl.select_frames_for_review(reviewable, "csl", budget=10, mode="csl")
+    same()
+    rows = with_suggestion(reviewable)
+    read, real = [], segments.suspect_table
+
+    def counted(samples, *args, **kwargs):
+        read.append(len(samples))
+        return real(samples, *args, **kwargs)
+
+    segments.kept_suspect_segments(reviewable, "csl")
+    monkeypatch.setattr(segments, "SLACK", 0.0)  # only what this test saves from now on (no other clock here)
+    monkeypatch.setattr(segments, "suspect_table", counted)
+    decide(rows[0], "accept")
+    kept = segments.kept_suspect_segments(reviewable, "csl")
+    assert read == [1]  # the decided video only
+    assert next(r for r in kept if r["segment_id"] == rows[0]["segment_id"])["review"] == "accepted"
+    monkeypatch.setattr(segments, "suspect_table", real)
+    same()
+    decide(rows[1], "keep")
+    same()
+    fcsl.undo_review(reviewable, "csl")  # the keep goes: its video is saved, its suspect open again
+    assert next(r for r in same() if r["segment_id"] == rows[1]["segment_id"])["review"] is None
+    fcsl.refresh_scores(reviewable, "csl")  # a new version: read whole
+    same()
+    fcsl.flag_errors(reviewable, "csl", threshold=2.0)  # new flags, same version
+    same()
+
+
 def _child(dataset, kill_at, kwargs, env=None):
     args = [
         sys.executable,

@@ -187,23 +187,28 @@ def _current(dataset, config, loaded):
     return load_manifest(dataset, config)
 
 
-def changed_videos(samples, csl_field: str = "csl") -> list:
+def changed_videos(samples, csl_field: str = "csl", cached: bool = False) -> list:
     """Ids of the videos of ``samples`` whose labels in the run's label field
     differ from the labels they were scored against, or that the run has not
     scored. A video is compared by the digest of its labelled frames the run
     kept (any label changed, added or removed, also between scored frames):
     its trajectory is not opened. Runs of earlier versions, which kept no
-    digest, compare the labels of the scored frames with the trajectory's."""
-    return _changed(samples, csl_field)[0]
+    digest, compare the labels of the scored frames with the trajectory's.
+
+    ``cached=True`` (for a long-lived process that asks on every click, as
+    the App's panel does) reuses the run's manifest this process verified
+    while the run record names the same version, instead of parsing it again.
+    """
+    return _changed(samples, csl_field, cached)[0]
 
 
-def _changed(samples, csl_field: str) -> tuple:
+def _changed(samples, csl_field: str, cached: bool = False) -> tuple:
     """``(changed, config, manifest)``: :func:`changed_videos` and the run
     version it compared against."""
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
     config = get_run_config(samples, csl_field)
-    manifest = load_manifest(dataset, config)
+    manifest = load_manifest(dataset, config, cached=cached)
     index = {c: i for i, c in enumerate(manifest.classes)}
     changed = []
     for sid, _, numbers, names in fclabels.read_raw_labels(samples, manifest.label_field):

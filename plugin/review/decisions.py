@@ -31,7 +31,7 @@ from ..runs import writeback
 from ..runs.labels import label_field_kind, strip_frames_prefix
 from ..runs.locks import dataset_lock
 from ..runs.record import RunNames, get_run_config, unowned_outputs
-from .segments import decision_docs, ensure_consistent, suspect_segments
+from .segments import decision_docs, ensure_consistent, last_seq, suspect_segments
 
 ACTIONS = {"accept": "accepted", "keep": "kept", "relabel": "relabelled", "reviewed": "reviewed"}
 CONFIRMED = ("accepted", "relabelled")
@@ -151,14 +151,13 @@ def review_segment(samples, csl_field: str, sample_id: str, first: int, last: in
         per_frame = _proposed(segment, first, last, config.classes) if action == "accept" else None
         target = {f: (per_frame[f - first] if per_frame else new_label) for f in range(first, last + 1)}
 
-        docs = decision_docs(dataset, names)
-        newest = next((d for d in reversed(docs) if d["sample_id"] == sample_id and d["first"] <= last
-                       and first <= d["last"]), None)  # fmt: skip
+        docs = decision_docs(dataset, names, [sample_id])  # this video's: a click costs the same on any dataset
+        newest = next((d for d in reversed(docs) if d["first"] <= last and first <= d["last"]), None)
         if _repeats(newest, action, first, last, new_label, per_frame, current):
             # the same click again (a double event, a second process): one decision, not two
             return {**_public(newest), "changed_frames": [], "repeated": True}
         # ordered by a number issued under the lock: the history's order is the order of the writes
-        seq = 1 + max((d.get("seq") or 0 for d in docs), default=0)
+        seq = 1 + last_seq(dataset, names)
         decision = dict(
             decision_id=str(ObjectId()),
             seq=seq,

@@ -235,8 +235,14 @@ def owned_by(dataset, config) -> bool:
     return getattr(config, "dataset_id", None) == str(dataset._doc.id)
 
 
-def load_manifest(dataset, config) -> Manifest:
-    """The verified manifest of a registered run on ``dataset``."""
+_LOOKED_AT = {}  # (run_dir, manifest sha256) -> Manifest given to read-only callers (load_manifest(cached=True))
+
+
+def load_manifest(dataset, config, cached: bool = False) -> Manifest:
+    """The verified manifest of a registered run on ``dataset``. ``cached``:
+    a caller that only reads it (the App's panel, on every click) gets the
+    one this process verified last for the same version, not parsed again;
+    it must not change it."""
     if getattr(config, "manifest_sha256", None) is None:
         raise CSLError(
             f"run '{config.csl_field}' was made by an earlier version of fiftyone-csl, whose files cannot be "
@@ -248,9 +254,15 @@ def load_manifest(dataset, config) -> Manifest:
             f"(id {getattr(config, 'dataset_id', None)}), whose files it must not use: call "
             f"fcsl.copy_csl_run(dataset, '{config.csl_field}') to give this dataset its own copy, or run again"
         )
-    return Manifest.load(
-        config.run_dir, getattr(config, "manifest_sha256", None), str(dataset._doc.id), config.csl_field
-    )
+    key = (config.run_dir, config.manifest_sha256)
+    if cached and key in _LOOKED_AT:
+        return _LOOKED_AT[key]
+    manifest = Manifest.load(config.run_dir, config.manifest_sha256, str(dataset._doc.id), config.csl_field)
+    if cached:
+        while len(_LOOKED_AT) >= 4:  # a few runs' (a panel switches between them); older versions go
+            _LOOKED_AT.pop(next(iter(_LOOKED_AT)))
+        _LOOKED_AT[key] = manifest
+    return manifest
 
 
 def run_kwargs(names: RunNames, state: str, version_dir: str, manifest_sha: str, manifest: Manifest, **extra) -> dict:
