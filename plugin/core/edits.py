@@ -6,9 +6,10 @@ Each block of frames with one (given, decoded) pair of labels is an edit,
 typed in the context of the other edits' fixes:
 
 - ``disorder``: it swaps labels with another block of the video (given ``a``
-  decoded ``b`` here, given ``b`` decoded ``a`` there), both covering most
-  of their run of given label; two such halves at most ``max_gap`` frames
-  apart are one suspect, others name each other in ``partner``;
+  decoded ``b`` here, given ``b`` decoded ``a`` there), one of the two
+  covering most of its run of given label; two such halves at most
+  ``max_gap`` frames apart are one suspect, others name each other in
+  ``partner``;
 - ``boundary``: the label across one of its ends is the proposed one and
   its given label goes on past the other end: the change of label moves;
   ``suggested_boundary`` is the first frame of the later phase as decoded;
@@ -148,11 +149,13 @@ def suspect_edits(sample_id, frame_numbers, labels, decoded, emission, model, cs
     decoded = np.asarray(decoded, dtype=np.int64)
     csl = np.asarray(csl, dtype=np.float64)
     blocks, whole = _whole_blocks(labels, decoded)
+    # halves of a swap: blocks with reversed (given, proposed) pairs, one of them covering most of its run (a
+    # swap whose other half the gate or a neighbouring error cut short is still one; benchmarks/decoder.py)
     swaps = {
-        i: [j for j, (_, _, g2, d2) in enumerate(blocks) if j != i and whole[j] and (g2, d2) == (d, g)]
+        i: [j for j, (_, _, g2, d2) in enumerate(blocks) if j != i and (whole[i] or whole[j]) and (g2, d2) == (d, g)]
         for i, (_, _, g, d) in enumerate(blocks)
-        if whole[i]
     }
+    swaps = {i: js for i, js in swaps.items() if js}
     # adjacent halves of a swap are one suspect
     groups = []
     for i, (a, *_) in enumerate(blocks):

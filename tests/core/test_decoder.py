@@ -94,6 +94,33 @@ def test_a_swap_of_segments_far_apart_names_its_partner():
     assert first.partner == (37, 48) and last.partner == (1, 12)
 
 
+def test_a_swap_whose_second_half_the_decoder_only_partly_fixed_is_still_one_disorder():
+    """Phases 1 and 2 swapped; the decoder proposes the first half's fix whole
+    but only 4 frames of the second (the models sure of the given label on
+    the rest): the two blocks are still one swap, typed disorder, each frame
+    with its own proposal; a block with no reversed partner stays a mislabel."""
+    from fiftyone_csl.plugin.core.edits import suspect_edits
+
+    truth = _chain([12, 12, 12, 12])
+    given = truth.copy()
+    given[12:24], given[24:36] = 2, 1
+    decoded = given.copy()
+    decoded[12:24], decoded[24:28] = 1, 2  # frames 28-35 kept as given
+    counts = fcproc.ProcedureCounts.of_runs([fcproc.label_runs(x) for x in OTHERS], C)
+    model = counts.model()
+    probs = _probs(truth)
+    emission = model.emission(probs)
+    frames = np.arange(1, len(given) + 1)
+    found = suspect_edits("v", frames, given, decoded, emission, model, _csl(probs, given), CLASSES)
+    assert [(s.first, s.last, s.error_type) for s in found] == [(13, 28, "disorder")]
+    assert list(found[0].proposed) == [1] * 12 + [2] * 4
+
+    alone = given.copy()
+    alone[12:24] = 1  # the first half's fix only: nothing swaps back
+    found = suspect_edits("v", frames, given, alone, emission, model, _csl(probs, given), CLASSES)
+    assert [s.error_type for s in found] != ["disorder"]
+
+
 def test_a_moved_boundary_is_a_boundary_shift_with_the_true_boundary():
     truth = _chain([12, 12, 12, 12])
     given = truth.copy()
