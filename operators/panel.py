@@ -6,6 +6,7 @@ scores of fixed videos, and follow delegated runs."""
 
 import functools
 import os
+import time
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
@@ -41,6 +42,17 @@ REVIEW_COLOURS = {
 }
 
 
+def _frame_line(frame):
+    """The plot's black line at the player's (or the marked) frame, hidden
+    without one; always the layout's first shape (``layout.shapes.0``: the
+    bridge's report patches that path)."""
+    x = frame if frame is not None else 0
+    return {
+        "type": "line", "name": "player", "visible": frame is not None, "xref": "x", "yref": "paper",
+        "x0": x, "x1": x, "y0": 0, "y1": 1, "line": {"width": 2, "color": "black"},
+    }  # fmt: skip
+
+
 def timeline_figure(timeline, current=None, frame=None):
     """Plotly traces and layout of one video's :class:`Timeline` (plain
     dicts): CSL, the labels the field holds now, the proposal, the review
@@ -66,7 +78,7 @@ def timeline_figure(timeline, current=None, frame=None):
             "x": timeline.queued, "y": [round(by_frame[f], 3) for f in timeline.queued], "type": "scatter",
             "mode": "markers", "name": "review queue", "marker": {"size": 7, "symbol": "diamond-open"},
         })  # fmt: skip
-    shapes = []
+    shapes = [_frame_line(frame)]
     for r in timeline.rows:
         chosen = current == (r["first_frame"], r["last_frame"])
         colour = REVIEW_COLOURS.get(r["review"], REVIEW_COLOURS[None]).format(a=0.4 if chosen else 0.15)
@@ -78,11 +90,6 @@ def timeline_figure(timeline, current=None, frame=None):
         "type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": timeline.threshold,
         "y1": timeline.threshold, "line": {"dash": "dot", "width": 1, "color": "gray"},
     })  # fmt: skip
-    if frame is not None:
-        shapes.append({
-            "type": "line", "xref": "x", "yref": "paper", "x0": frame, "x1": frame, "y0": 0, "y1": 1,
-            "line": {"width": 2, "color": "black"},
-        })  # fmt: skip
     layout = {
         "autosize": True,
         "height": 420,
@@ -242,6 +249,21 @@ class CSLTimelinePanel(foo.Panel):
             ctx.panel.state.frame = int(x)
             self._seek(ctx, video, int(x))
             self._update(ctx)
+
+    def on_player_frame(self, ctx):
+        """The JS bridge reports the player's frame (paused, stepped, or every
+        half second while playing): the plot's black line follows it, and
+        Watch starts there. Two paths patched, not the whole state (not
+        batched): merged into the state the App has now, they keep what an
+        event running meanwhile (a Next) sends; no read of the run."""
+        frame, sample = ctx.params.get("frame"), ctx.params.get("sample")
+        if not isinstance(frame, (int, float)) or not ctx.panel.state.has_scores:
+            return
+        if sample and sample != ctx.current_sample:  # from the video the modal has just left
+            return
+        if int(frame) != ctx.panel.state.frame:
+            # set here and patched in the App by path (render, after the event, reads the local copy)
+            ctx.panel.state.set({"frame": int(frame), "layout.shapes.0": _frame_line(int(frame))})
 
     @batched
     def on_plot_select(self, ctx):
@@ -475,7 +497,10 @@ class CSLTimelinePanel(foo.Panel):
         if sample_id != ctx.current_sample:  # a clip or a frame plays on its own timeline
             return
         params = {"frame_number": int(frame_number), "timeline_name": f"timeline-{sample_id}"}
-        ctx.trigger("set_frame_number", params)
+        ctx.trigger("set_frame_number", params)  # an ImaVid timeline's; a plain video ignores it
+        # the JS bridge (operators/bridge.js) seeks the modal's video player when the nonce changes
+        seek = {"frame": int(frame_number), "sample": sample_id, "nonce": time.time_ns()}
+        ctx.panel.state.player = {"seek": seek}
 
     def _decide(self, ctx, action, label=None, span=None, advance=True):
         key, segment = ctx.panel.state.run_key, span or ctx.panel.state.segment
@@ -596,6 +621,11 @@ class CSLTimelinePanel(foo.Panel):
         if active:  # a queued or running audit comes first, followed until it ends
             panel.md(s.runs, name="runs")
             panel.view("poll", types.TimerView(interval=POLL_MS, on_interval=self.on_poll))
+        # the JS bridge: seeks the player, reports its frame, binds the keys (operators/bridge.js)
+        panel.define_property("player", types.Object(), view=types.View(
+            component="CslPlayerBridge", composite_view=True, on_frame=self.on_player_frame,
+            shortcuts={k: self.method_to_uri(m) for k, m in SHORTCUTS.items()}, help=SHORTCUTS_HELP,
+        ))  # fmt: skip
         if not s.has_scores:
             panel.md(EMPTY_MESSAGE, name="empty")
         else:
@@ -654,6 +684,11 @@ class CSLTimelinePanel(foo.Panel):
         )
 
 
+SHORTCUTS = {"a": "on_accept", "k": "on_keep", "v": "on_reviewed", "n": "on_next", "b": "on_previous",
+             "u": "on_undo"}  # fmt: skip
+"""The bridge's keys (the modal's own: space , . < > 0-9 j r x z p c m l ? + - arrows Esc shift)."""
+SHORTCUTS_HELP = "keys: a accept, k keep, v reviewed, n next, b previous, u undo"
+
 TABLE_COLUMNS = (
     ("video", "Video"),
     ("frames", "Frames"),
@@ -666,9 +701,11 @@ TABLE_COLUMNS = (
 )
 
 LEGEND = (
-    "Shaded: suspects (red undecided, green confirmed, grey kept, blue reviewed). Click the plot to mark a "
-    "frame (the black line) and **Watch** to play the segment from it as a clip, frame by frame (`,` and `.` "
-    "step); drag across the plot to select frames and relabel them."
+    "Shaded: suspects (red undecided, green confirmed, grey kept, blue reviewed). With the modal split (the "
+    "player beside the panel), Next, Previous, a row or a click on the plot move the player to that frame, and "
+    "the black line follows the player; keys **a** accept, **k** keep, **v** reviewed, **n** next, "
+    "**b** previous, **u** undo. **Watch** plays the segment as a clip; drag across the plot to select frames "
+    "and relabel them."
 )
 
 

@@ -319,6 +319,62 @@ def test_watch_shows_the_segment_as_a_clip_the_player_steps_frame_by_frame(app, 
     assert fcsl.list_decisions(dataset, "csl") == []
 
 
+def _split_modal(page):
+    """The player beside the panel (a panel tab over the sample unmounts the player)."""
+    try:  # a late advertising pop-up takes the focus and hides the modal
+        page.locator('.MuiPopover-paper button:has-text("Dismiss")').first.click(timeout=3000)
+    except Exception:
+        pass
+    page.locator('#modal button[title="Split vertically"]').first.click()
+    page.wait_for_function("() => window.__csl_bridge__ && window.__csl_bridge__.looker"
+                           " && window.__csl_bridge__.looker.state.loaded", timeout=60000)  # fmt: skip
+
+
+def _player_on(page, frame, timeout=30000):
+    page.wait_for_function(f"() => window.__csl_bridge__.looker.state.frameNumber === {frame}", timeout=timeout)
+
+
+def test_next_a_row_and_the_plot_move_the_player_and_the_keys_decide(app, page):
+    """With the modal split, the panel's steps put the video player on the
+    suspect's first frame (and it stays there), a click on the plot on the
+    clicked frame, the player's own frame steps come back to the panel (its
+    Watch button and line follow), and a key decides as its button does."""
+    import fiftyone_csl as fcsl
+
+    base, dataset = app
+    rows = fcsl.suspect_segments(dataset, "csl")
+    _open_panel(page, base, dataset)
+    _split_modal(page)
+    page.get_by_role("button", name="Next").click()
+    _player_on(page, rows[0]["first_frame"])
+    time.sleep(3)  # still there after the player's own start-up seeks
+    _player_on(page, rows[0]["first_frame"], timeout=1000)
+    page.get_by_role("button", name="Next").click()
+    _player_on(page, rows[1]["first_frame"])
+    page.screenshot(path=os.path.join(SHOTS, "review-player-seek.png"))
+
+    page.wait_for_function("() => !window.__csl_bridge__.release", timeout=20000)
+    x = rows[1]["first_frame"] + 2
+    click = "@fiftyone-csl/csl/csl_timeline#on_plot_click"  # what Plotly's click on frame x calls
+    page.evaluate("([u, x]) => window.__csl_bridge__.trigger(u, {x})", [click, x])
+    _player_on(page, x)
+    page.wait_for_function("() => !window.__csl_bridge__.release", timeout=20000)
+    page.evaluate(f"() => window.__csl_bridge__.looker.seekToFrame({x + 3})")  # the player moved by the reviewer
+    page.get_by_role("button", name=f"Watch from frame {x + 3}").wait_for()
+
+    assert fcsl.list_decisions(dataset, "csl") == []
+    page.mouse.move(5, 5)
+    page.keyboard.press("k")  # keep
+    page.get_by_text(f"kept: frames {rows[1]['first_frame']}-{rows[1]['last_frame']}", exact=False).first.wait_for()
+    decisions = fcsl.list_decisions(dataset, "csl")
+    assert [(d["decision"], d["sample_id"], d["first"]) for d in decisions] == [
+        ("kept", rows[1]["sample_id"], rows[1]["first_frame"])]  # fmt: skip
+    page.wait_for_function("() => !window.__csl_bridge__.release", timeout=20000)
+    page.keyboard.press("u")  # undo
+    page.get_by_text("Undone: kept", exact=False).first.wait_for()
+    assert fcsl.list_decisions(dataset, "csl") == []
+
+
 WATCH_TEXT = """text => {
     // the App's own round trip: from the pointer going down on a button until the panel's
     // text shows the decision (the DOM change, before the test's polling sees it)
