@@ -82,6 +82,17 @@ def _flagged(dataset, names, sample_id, first, last):
     return None
 
 
+def _holds(samples, sample_id) -> bool:
+    """Whether ``samples`` holds the video ``sample_id`` (asked of the database, not read whole)."""
+    from fiftyone import ViewField as F  # lazy: importing FiftyOne is slow
+
+    try:
+        oid = ObjectId(sample_id)
+    except Exception:  # not an id at all
+        return False
+    return samples.match(F("_id") == oid).count() > 0
+
+
 def review_segment(samples, csl_field: str, sample_id: str, first: int, last: int, action: str,
                    label: str | None = None) -> dict:  # fmt: skip
     """Records a reviewer's decision on frames ``first..last`` (1-based,
@@ -120,7 +131,7 @@ def review_segment(samples, csl_field: str, sample_id: str, first: int, last: in
         raise CSLError(f"first and last must be frame numbers; got {first!r}, {last!r}") from None
     if not 1 <= first <= last:
         raise CSLError(f"need 1 <= first <= last; got {first}, {last}")
-    if sample_id not in set(samples.values("id")):
+    if not _holds(samples, sample_id):
         raise CSLError(f"no video with id {sample_id!r} in the given samples")
     if action == "relabel" and label not in config.classes:
         raise CSLError(f"relabel needs a label among the run's classes {config.classes}; got {label!r}")
