@@ -204,7 +204,6 @@ def test_the_kept_suspect_list_follows_decisions_undo_refresh_and_new_flags_as_a
         return real(samples, *args, **kwargs)
 
     segments.kept_suspect_segments(reviewable, "csl")
-    monkeypatch.setattr(segments, "SLACK", 0.0)  # only what this test saves from now on (no other clock here)
     monkeypatch.setattr(segments, "suspect_table", counted)
     decide(rows[0], "accept")
     kept = segments.kept_suspect_segments(reviewable, "csl")

@@ -1,8 +1,6 @@
 """Suspect segments as rows, with their review state: what the queue, the
 panel and the reports read. Reads only."""
 
-import datetime
-
 from ..core.errors import CSLError
 from ..runs import writeback
 from ..runs.record import RunNames, get_run_config
@@ -164,21 +162,20 @@ def suspect_segments(samples, csl_field: str = "csl", order: str = "csl", includ
     return out
 
 
-_KEPT = {}  # (dataset id, run key, order) -> (version token, read at, rows)
-
-SLACK = 120.0
-"""Seconds before the last read whose saves are read again (clocks of the
-machines that save samples may be behind this one's)."""
+_KEPT = {}  # (dataset id, run key, order) -> (version token, newest save when read, rows)
 
 
 def kept_suspect_segments(dataset, csl_field: str = "csl", order: str = "csl") -> list:
     """:func:`suspect_segments` of the whole ``dataset``, kept by this process
     between calls and brought up to date: read again whole when the run's
     version, threshold or review queue changed, else only the videos saved
-    since the last call (a decision or its undo saves its video), so that a
-    call costs about the same on 24 videos and on 10,000. For a long-lived
-    process asking often (the App's panel); the rows are shared between
-    callers: read them, do not change them."""
+    since the newest save the last call saw (a decision or its undo saves
+    its video; both times are the samples' ``last_modified_at``, indexed),
+    so that a call costs about the same on 24 videos and on 10,000. A save
+    stamped by a machine whose clock is behind the newest one's shows at the
+    next version or threshold. For a
+    long-lived process asking often (the App's panel); the rows are shared
+    between callers: read them, do not change them."""
     from fiftyone import ViewField as F  # lazy: importing FiftyOne is slow
 
     if order not in ORDERS:
@@ -186,20 +183,18 @@ def kept_suspect_segments(dataset, csl_field: str = "csl", order: str = "csl") -
     ensure_consistent(dataset, csl_field)
     config = get_run_config(dataset, csl_field)
     token = (config.run_dir, getattr(config, "manifest_sha256", None), repr(config.threshold), repr(config.review))
-    key, now = (str(dataset._doc.id), csl_field, order), datetime.datetime.now(datetime.timezone.utc)
+    key = (str(dataset._doc.id), csl_field, order)
+    newest = dataset.max("last_modified_at")  # before reading: a save during the read is read again next time
     kept = _KEPT.get(key)
-    if kept is None or kept[0] != token:
+    if kept is None or kept[0] != token or kept[1] is None:
         rows = suspect_segments(dataset, csl_field, order=order)
     else:
-        since = (kept[1] - datetime.timedelta(seconds=SLACK)).replace(tzinfo=None)  # FiftyOne keeps naive UTC
-        saved = set(dataset.match(F("last_modified_at") >= since).values("id"))
-        if not saved:
-            return list(kept[2])
-        again = suspect_segments(dataset.select(sorted(saved)), csl_field, order=order)
+        saved = set(dataset.match(F("last_modified_at") > kept[1]).values("id"))
+        again = suspect_segments(dataset.select(sorted(saved)), csl_field, order=order) if saved else []
         rows = sorted([r for r in kept[2] if r["sample_id"] not in saved] + again, key=_strongest_first)
         if order == "queue":
             rows.sort(key=_queue_first)
-    _KEPT[key] = (token, now, rows)
+    _KEPT[key] = (token, newest, rows)
     return list(rows)
 
 
