@@ -257,7 +257,9 @@ class CSLTimelinePanel(foo.Panel):
         batched): merged into the state the App has now, they keep what an
         event running meanwhile (a Next) sends; no read of the run."""
         frame, sample = ctx.params.get("frame"), ctx.params.get("sample")
-        if not isinstance(frame, (int, float)) or not ctx.panel.state.has_scores:
+        if not isinstance(frame, (int, float)) or frame != frame or abs(frame) == float("inf"):
+            return  # not a frame number (NaN, infinite, text)
+        if not ctx.panel.state.has_scores:
             return
         if sample and sample != ctx.current_sample:  # from the video the modal has just left
             return

@@ -92,6 +92,33 @@ def test_the_timeline_reads_the_labels_as_they_are_now_and_draws_each_decision(r
     assert any(s["type"] == "line" and s["x0"] == first for s in layout["shapes"])  # the player's frame
 
 
+def test_the_player_bridge_gets_a_seek_per_step_and_its_frame_reports_move_the_line(reviewable):
+    """Each step asks the JS bridge for a seek (a new nonce, the segment's
+    first frame, its video); a report of the player's frame moves the plot's
+    line and Watch's start; a report that is no frame number, or from a
+    video the modal has left, changes nothing."""
+    rows = fcsl.suspect_segments(reviewable, "csl")
+    ctx = Ctx(reviewable, sample=rows[0]["sample_id"])
+    ctx.event("on_load")
+    ctx.event("on_next")
+    seek = ctx.panel.state.player["seek"]
+    assert (seek["frame"], seek["sample"]) == (rows[0]["first_frame"], rows[0]["sample_id"])
+    ctx.event("on_plot_click", x=rows[0]["first_frame"] + 1)
+    again = ctx.panel.state.player["seek"]
+    assert again["frame"] == rows[0]["first_frame"] + 1 and again["nonce"] != seek["nonce"]
+
+    frame = rows[0]["first_frame"] + 3
+    ctx.event("on_player_frame", frame=frame, sample=rows[0]["sample_id"])
+    assert ctx.panel.state.frame == frame
+    line = ctx.panel.state.get("layout.shapes.0")
+    assert (line["x0"], line["visible"]) == (frame, True)
+    for bad in (float("nan"), float("inf"), "12", None):
+        ctx.event("on_player_frame", frame=bad, sample=rows[0]["sample_id"])
+        assert ctx.panel.state.frame == frame
+    ctx.event("on_player_frame", frame=frame + 5, sample="another video")
+    assert ctx.panel.state.frame == frame
+
+
 def test_next_starts_at_the_worst_and_follows_the_global_order_across_decisions(reviewable):
     rows = fcsl.suspect_segments(reviewable, "csl")
     assert len({r["sample_id"] for r in rows}) >= 2
