@@ -173,9 +173,9 @@ def kept_suspect_segments(dataset, csl_field: str = "csl", order: str = "csl") -
     its video; both times are the samples' ``last_modified_at``, indexed),
     so that a call costs about the same on 24 videos and on 10,000. A save
     stamped by a machine whose clock is behind the newest one's shows at the
-    next version or threshold. For a
-    long-lived process asking often (the App's panel); the rows are shared
-    between callers: read them, do not change them."""
+    next version or threshold. For a long-lived process asking often (the
+    App's panel); the rows are shared between callers: read them, do not
+    change them."""
     from fiftyone import ViewField as F  # lazy: importing FiftyOne is slow
 
     if order not in ORDERS:
