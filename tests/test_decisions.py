@@ -219,6 +219,9 @@ def test_the_kept_suspect_list_follows_decisions_undo_refresh_and_new_flags_as_a
     same()
     fcsl.flag_errors(reviewable, "csl", threshold=2.0)  # new flags, same version
     same()
+    gone = next(r["sample_id"] for r in same())
+    reviewable.delete_samples([gone])  # no save marks a deleted video
+    assert gone not in {r["sample_id"] for r in same()}
 
 
 def _child(dataset, kill_at, kwargs, env=None):

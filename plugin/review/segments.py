@@ -168,8 +168,8 @@ _KEPT = {}  # (dataset id, run key, order) -> (version token, newest save when r
 def kept_suspect_segments(dataset, csl_field: str = "csl", order: str = "csl") -> list:
     """:func:`suspect_segments` of the whole ``dataset``, kept by this process
     between calls and brought up to date: read again whole when the run's
-    version, threshold or review queue changed, else only the videos saved
-    since the newest save the last call saw (a decision or its undo saves
+    version, threshold, review queue or set of videos changed, else only
+    the videos saved since the newest save the last call saw (a decision or its undo saves
     its video; both times are the samples' ``last_modified_at``, indexed),
     so that a call costs about the same on 24 videos and on 10,000. A save
     stamped by a machine whose clock is behind the newest one's shows at the
@@ -182,7 +182,8 @@ def kept_suspect_segments(dataset, csl_field: str = "csl", order: str = "csl") -
         raise CSLError(f"order must be one of {ORDERS}; got {order!r}")
     ensure_consistent(dataset, csl_field)
     config = get_run_config(dataset, csl_field)
-    token = (config.run_dir, getattr(config, "manifest_sha256", None), repr(config.threshold), repr(config.review))
+    version = (config.run_dir, getattr(config, "manifest_sha256", None), repr(config.threshold), repr(config.review))
+    token = (*version, dataset.count(), dataset.max("created_at"))  # a video deleted (or replaced) saves nothing
     key = (str(dataset._doc.id), csl_field, order)
     newest = dataset.max("last_modified_at")  # before reading: a save during the read is read again next time
     kept = _KEPT.get(key)
