@@ -59,14 +59,14 @@ def replay_checkpoints(
         threshold (None): default the run's threshold (``"auto"``: ln C)
         peer_scores (None): default the run's
         device, precision, cache_dir, progress: as in :func:`fiftyone_csl.compute_csl`
-        _loaded: ``(config, manifest)`` a caller read and verified just
-            before (a refresh), used while the run record still names it
+        _loaded: ``(run_dir, sha256, manifest)`` a caller verified just
+            before (a refresh): ``load_manifest``'s ``known``
     """
     check_collection(samples)
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
     config = get_run_config(samples, csl_field)
-    manifest = _current(dataset, config, _loaded)
+    manifest = load_manifest(dataset, config, known=_loaded)
     holder = run_in_progress(dataset, csl_field)
     if holder is not None:
         raise CSLError(f"run '{csl_field}' is being trained ({holder['host']} pid {holder['pid']}); replay it after")
@@ -93,14 +93,14 @@ def replay_checkpoints(
         raise CSLError("the run's class list changed")
     if prepared.in_dim != manifest.in_dim:
         raise CSLError(f"features have dimension {prepared.in_dim}; the run's models expect {manifest.in_dim}")
-    store, loaded_config = RunStore.of(config), config
+    store, loaded = RunStore.of(config), (config.run_dir, config.manifest_sha256, manifest)
     need = trajectory_bytes(prepared.sequences, manifest.config["epochs"], len(manifest.classes))
     store.check_space({"trajectories": need, "total": need})
     progress = StagedProgress(progress, {"features": 4, "replay": 1.5, "write": 0.5})
     with dataset_lock(dataset):  # the version cannot be replaced while its checkpoints are linked
         # the current version under the lock: another replay may have committed since the checks
         config = get_run_config(samples, csl_field)
-        manifest = _current(dataset, config, (loaded_config, manifest))
+        manifest = load_manifest(dataset, config, known=loaded)
 
         def shared(rel):  # what the replay keeps of the version: not the per-video files it writes again
             return not rel.startswith(("trajectories/", "error_probs/"))
@@ -124,7 +124,7 @@ def replay_checkpoints(
             version = writeback.commit(
                 dataset, store, staging, replay_manifest, names, state="scored", threshold=threshold_value,
                 video_ids=list(videos), replace=False, videos=videos,
-                previous={"files": manifest.files, "manifest": manifest, "sha256": config.manifest_sha256},
+                previous=(config.run_dir, config.manifest_sha256, manifest),
             )  # fmt: skip
     except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
@@ -172,19 +172,6 @@ def replay_shards(samples, num_shards: int) -> list:
         raise CSLError("no videos to replay")
     frames = samples.values(F("frames").length())
     return balanced_groups(dict(zip(ids, frames)), num_shards)
-
-
-def _current(dataset, config, loaded):
-    """The verified manifest of the version ``config`` names: the one in
-    ``loaded`` (``(config, manifest)`` read before in this call) while the
-    run record still names that version, else read again (a manifest of
-    10,000 videos takes a tenth of a second to parse)."""
-    if loaded is not None:
-        before, manifest = loaded
-        same = (before.run_dir, before.manifest_sha256) == (config.run_dir, config.manifest_sha256)
-        if same and manifest.dataset_id == str(dataset._doc.id) and manifest.run_key == config.csl_field:
-            return manifest
-    return load_manifest(dataset, config)
 
 
 def changed_videos(samples, csl_field: str = "csl", cached: bool = False) -> list:
@@ -249,5 +236,5 @@ def refresh_scores(samples, csl_field: str = "csl", device: str = "auto", precis
         return CSLResults(csl_field, config.run_dir, config.classes, threshold, {})
     return replay_checkpoints(
         samples.select(changed), csl_field, device=device, precision=precision, cache_dir=cache_dir,
-        progress=progress, _loaded=(config, manifest),
+        progress=progress, _loaded=(config.run_dir, config.manifest_sha256, manifest),
     )  # fmt: skip

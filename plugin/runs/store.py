@@ -158,7 +158,7 @@ class RunStore:
         if sha256 and os.path.isfile(manifest) and not os.path.islink(manifest) and sha256_file(manifest) == sha256:
             return True
         try:
-            with open(os.path.join(path, MANIFEST)) as f:
+            with open(manifest) as f:
                 raw = json.load(f)
         except (OSError, ValueError):
             return False  # a version always has its manifest: this folder is not one of ours

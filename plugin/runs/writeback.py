@@ -112,7 +112,7 @@ def commit(
     threshold,
     video_ids: list,
     replace: bool,
-    previous: dict | None = None,
+    previous: tuple | None = None,
     before_journal=None,
     videos: dict | None = None,
     flags_only: bool = False,
@@ -127,7 +127,7 @@ def commit(
         replace: a new run (train, audit, overwrite); else a replay or a
             re-flag, merged into the current version, whose review queue and
             warnings it keeps unless given
-        previous: ``{"files", "manifest", "sha256"}`` of the version a replay
+        previous: ``(run_dir, sha256, manifest)`` of the version a replay
             started from: the commit refuses if the checkpoints changed meanwhile
         before_journal: called under the lock before the journal entry (for
             writes that are not the run's, such as a requested embeddings field)
@@ -233,11 +233,9 @@ def _merge(dataset, store, staging, manifest, current, previous) -> tuple:
     """A replay's manifest merged with the current version's: its new
     trajectories over everything the current version holds; and what of it
     moves as a folder (:func:`adopt_trajectories`) instead of a link a video."""
-    known = (previous or {}).get("manifest")  # verified by the replay: read again only if a commit replaced it
-    same = known is not None and previous.get("sha256") == current.manifest_sha256
-    now = known if same and known.dataset_id == str(dataset._doc.id) else load_manifest(dataset, current)
+    now = load_manifest(dataset, current, known=previous)  # read again only if a commit replaced it
     if previous is not None:
-        ours = {k: v for k, v in previous["files"].items() if not k.startswith("trajectories/")}
+        ours = {k: v for k, v in previous[2].files.items() if not k.startswith("trajectories/")}
         theirs = {k: v for k, v in now.files.items() if not k.startswith("trajectories/")}
         if ours != theirs:
             raise CSLError(f"run '{current.csl_field}' was retrained while this replay ran; nothing was written")
