@@ -22,10 +22,9 @@
     return;
   }
   var h = React.createElement;
-  // test/debug hook; also remembers the applied seek across remounts of the component
-  var bridge = (window.__csl_bridge__ = window.__csl_bridge__ || {
-    appliedNonce: null, looker: null, frame: null, seeks: [], reports: [], keys: [],
-  });
+  // the page's state (the applied seek, a seek being held) across remounts of the component; the
+  // browser tests read the looker and trigger panel methods through it
+  var bridge = (window.__csl_bridge__ = window.__csl_bridge__ || { appliedNonce: null, looker: null });
   var fosp = window.__fosp__; // @fiftyone/spaces: the id of the panel the component renders in
   var usePanelId = (fosp && fosp.usePanelId) || function () { return null; };
   var useModalMode = fos.useModalMode || function () { return null; };
@@ -68,8 +67,6 @@
     off = looker.subscribeToState("frameNumber", function (f) {
       if (looker.state.playing) { setTimeout(stop, 0); return; }
       if (f !== target) {
-        bridge.reseeks = (bridge.reseeks || 0) + 1;
-        if (bridge.trace) bridge.trace.push(["reseek", target, Math.round(performance.now())]);
         setTimeout(function () { if (bridge.release === stop) looker.seekToFrame(target); }, 0);
       }
       arm();
@@ -101,8 +98,7 @@
       c.handleEvent(c.panelId, { operator: uri, params: params || {} });
     }
 
-    React.useEffect(function () { bridge.looker = looker; bridge.panelId = panelId; }, [looker, panelId]);
-    bridge.props = { path: props.path, data: data, view: view, mode: mode };
+    React.useEffect(function () { bridge.looker = looker; }, [looker]);
     bridge.trigger = trigger;
 
     // (a) seek on a new request
@@ -116,8 +112,6 @@
         done = true;
         bridge.appliedNonce = nonce;
         lastReported.current = seek.frame; // the panel knows it: no echo
-        bridge.seeks.push({ frame: seek.frame, nonce: nonce, at: performance.now() });
-        if (bridge.trace) bridge.trace.push(["seek", seek.frame, lookerSampleId(looker), Math.round(performance.now())]);
         looker.seekToFrame(seek.frame);
         hold(looker, seek.frame, view);
       }
@@ -151,7 +145,6 @@
         if (f == null || f === lastReported.current) return;
         lastReported.current = f;
         lastSent = performance.now();
-        bridge.reports.push({ frame: f, at: lastSent });
         trigger(live.current.view.on_frame, { frame: f, sample: lookerSampleId(looker) });
       }
       function schedule(wait) {
@@ -159,8 +152,6 @@
         timer = setTimeout(send, wait);
       }
       var offFrame = looker.subscribeToState("frameNumber", function (f) {
-        bridge.frame = f;
-        if (bridge.trace) bridge.trace.push(["frame", f, looker.state.config.sampleId, Math.round(performance.now()), looker.state.playing]);
         if (looker.state.playing) {
           if (!timer) timer = setTimeout(send, Math.max(0, every - (performance.now() - lastSent)));
         } else {
@@ -190,7 +181,6 @@
         if (!el.current || !el.current.getClientRects().length) return; // the panel is not shown
         e.preventDefault();
         e.stopPropagation();
-        bridge.keys.push({ key: e.key, at: performance.now() });
         trigger(keys[e.key], { key: e.key });
       }
       document.addEventListener("keydown", onKey);

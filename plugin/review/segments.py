@@ -46,8 +46,12 @@ def _strongest_first(r) -> tuple:  # ties by video and frame: a list spliced (ke
     return -(r["evidence"] or 0.0), -r["mean_csl"], r["sample_id"], r["first_frame"]
 
 
-def _queue_first(r) -> tuple:
-    return r["queue_rank"] is None, r["queue_rank"] or 0, -r["mean_csl"]
+def _in_order(rows, order: str) -> list:
+    """``rows`` strongest first, then for ``"queue"`` by the review queue's rank."""
+    rows = sorted(rows, key=_strongest_first)
+    if order == "queue":
+        rows.sort(key=lambda r: (r["queue_rank"] is None, r["queue_rank"] or 0, -r["mean_csl"]))
+    return rows
 
 
 def _get(d, name):
@@ -157,9 +161,7 @@ def suspect_segments(samples, csl_field: str = "csl", order: str = "csl", includ
         r["queue_rank"] = min(inside) if inside else None
         if include_reviewed or not r["review"]:
             out.append(r)
-    if order == "queue":
-        out.sort(key=_queue_first)
-    return out
+    return _in_order(out, order)
 
 
 _KEPT = {}  # (dataset id, run key, order) -> (version token, newest save when read, rows)
@@ -169,9 +171,9 @@ def kept_suspect_segments(dataset, csl_field: str = "csl", order: str = "csl") -
     """:func:`suspect_segments` of the whole ``dataset``, kept by this process
     between calls and brought up to date: read again whole when the run's
     version, threshold, review queue or set of videos changed, else only
-    the videos saved since the newest save the last call saw (a decision or its undo saves
-    its video; both times are the samples' ``last_modified_at``, indexed),
-    so that a call costs about the same on 24 videos and on 10,000. A save
+    the videos saved since the newest save the last call saw (a decision or
+    its undo saves its video; both times are the samples'
+    ``last_modified_at``, indexed), so that a call costs about the same on 24 videos and on 10,000. A save
     stamped by a machine whose clock is behind the newest one's shows at the
     next version or threshold. For a long-lived process asking often (the
     App's panel); the rows are shared between callers: read them, do not
@@ -192,9 +194,7 @@ def kept_suspect_segments(dataset, csl_field: str = "csl", order: str = "csl") -
     else:
         saved = set(dataset.match(F("last_modified_at") > kept[1]).values("id"))
         again = suspect_segments(dataset.select(sorted(saved)), csl_field, order=order) if saved else []
-        rows = sorted([r for r in kept[2] if r["sample_id"] not in saved] + again, key=_strongest_first)
-        if order == "queue":
-            rows.sort(key=_queue_first)
+        rows = _in_order([r for r in kept[2] if r["sample_id"] not in saved] + again, order)
     _KEPT[key] = (token, newest, rows)
     return list(rows)
 
