@@ -3,10 +3,12 @@ on the same runs.
 
 For each source, condition and seed: inject errors, run the engine on plain
 sequences (``fcsl.compute_csl_arrays``, 5-fold cross-fitted transformer, 30
-epochs), then make the suspects of every video twice from the same
-trajectories: by the CSL rules (``core.flags.suspect_segments`` at ``ln C``)
-and by the decoder (``core.edits.decode_suspects``: each video decoded with
-the procedure of the others, at several evidence thresholds). Each set is
+epochs), then make the suspects of every video from the same trajectories: by the
+CSL rules (``core.flags.suspect_segments`` at ``ln C``) and by the decoder
+(``core.edits.decode_suspects``: each video decoded with the procedure of the
+others, at several evidence thresholds), on the probabilities the run's
+decoder reads (the second round's where ``rounds="auto"`` trained one) and,
+as ``decoder-one-round``, on the first round's. Each set is
 judged against the injected events: event recall, flag precision, type
 accuracy, fix right, and what accepting every suggestion does (wrong frames
 before / after, right frames broken). Frame AUROC of CSL and of the
@@ -49,13 +51,15 @@ CONDITIONS = {
     "three_weak": dict(weak=True),
     "clean_weak": dict(weak=True, clean=True),
 }
-# decoder variants: (name, min_evidence, gate, swap_margin); the first is the default
+# decoder variants: (name, min_evidence, gate, swap_margin, round); the first is the default. "run": the
+# probabilities the run's decoder reads (the second round's where it ran, rounds="auto"); 1: the first round's
 VARIANTS = (
-    ("decoder", None, None, None),
-    ("decoder@4", 4.0, None, None),
-    ("decoder@16", 16.0, None, None),
-    ("decoder-ungated", None, 0.0, None),
-    ("decoder-no-swap-completion", None, None, -np.inf),
+    ("decoder", None, None, None, "run"),
+    ("decoder-one-round", None, None, None, 1),
+    ("decoder@4", 4.0, None, None, "run"),
+    ("decoder@16", 16.0, None, None, "run"),
+    ("decoder-ungated", None, 0.0, None, "run"),
+    ("decoder-no-swap-completion", None, None, -np.inf, "run"),
 )
 
 
@@ -105,11 +109,12 @@ def run_one(source, condition, seed, epochs, folds):
     csl_all, wrong_all, is_error = [], [], []
     for n, g, c, t in zip(names, given, clean, types):
         v = results.videos[n]
-        probs = v.trajectory.mean_probs
+        trajectory = v.trajectory
         csl = v.scores["csl"]
-        rule = suspect_segments(n, v.frame_numbers, v.labels, csl, probs, classes, threshold)
+        rule = suspect_segments(n, v.frame_numbers, v.labels, csl, trajectory.mean_probs, classes, threshold)
         rules.append((rule, g, c, t, v.frame_numbers))
-        for name, evidence, gate, margin in VARIANTS:
+        for name, evidence, gate, margin, which in VARIANTS:
+            probs = trajectory.emission_probs if which == "run" else trajectory.mean_probs
             found, _, p_wrong, _ = decode_suspects(n, v.frame_numbers, v.labels, csl, probs, counts, classes,
                                                    threshold, min_evidence=evidence, gate=gate,
                                                    swap_margin=margin)  # fmt: skip
@@ -121,6 +126,7 @@ def run_one(source, condition, seed, epochs, folds):
         is_error.append(t != "")
     truth = np.concatenate(is_error)
     row = dict(source=source, condition=condition, seed=seed, seconds=round(seconds, 1))
+    row["second_round"] = {k: results.second_round[k] for k in ("ran", "fit", "masked_frames", "reason")}
     row["frame_auroc"] = {
         "csl": metrics.frame_auroc_ap(np.concatenate(csl_all), truth)["auroc"],
         "decoder_wrong_prob": metrics.frame_auroc_ap(np.concatenate(wrong_all), truth)["auroc"],
@@ -153,6 +159,8 @@ def summarise(rows):
             )  # fmt: skip
         entry["frame_auroc"] = {k: float(np.mean([r["frame_auroc"][k] for r in runs])) for k in runs[0]["frame_auroc"]}
         entry["seeds"] = [r["seed"] for r in runs]
+        entry["second_round_ran"] = [r["second_round"]["ran"] for r in runs]
+        entry["first_round_fit"] = [r["second_round"]["fit"] for r in runs]
     return out
 
 

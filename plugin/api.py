@@ -57,6 +57,7 @@ def compute_csl(
     cross_fit: bool = _TRAIN.cross_fit,
     seed: int = _TRAIN.seed,
     mgw_sigma: float = _TRAIN.mgw_sigma,
+    rounds: int | str = _TRAIN.rounds,
     threshold=_SCORING.threshold,
     peer_scores: list | tuple = _SCORING.peer_scores,
     simulation: bool = _SCORING.simulation,
@@ -133,6 +134,15 @@ def compute_csl(
             maximum-Gaussian weights: an unlabelled frame trains on its
             nearest label with weight ``exp(-d^2 / (2 mgw_sigma^2))`` at
             distance ``d`` (0: ignored, i.e. masking; ``inf``: full weight)
+        rounds ("auto"): ``2`` trains the folds a second time with the
+            frames the first round's suspects would change left out of the
+            loss, and the decoder (suspects, ``_corrected``, ``_wrong_prob``)
+            reads the second round's models; CSL and the peer scores stay the
+            first round's. ``"auto"`` trains it when the first round's
+            models fit the labels they keep (out-of-fold accuracy >= 0.9:
+            features that tell the phases apart), ``1`` never. It doubles
+            the training where it runs; ``results.second_round`` says whether
+            it ran and why. One round over several ``workers``
         backbone_runtime ("auto"): what runs the backbone: ``"auto"`` takes
             OpenVINO, then ONNX Runtime, when installed and on the CPU
             (``pip install fiftyone-csl[fast]``), else PyTorch; or
@@ -198,9 +208,10 @@ def compute_csl(
     options = dict(
         classes=classes, backbone=backbone, backbone_weights=backbone_weights, backbone_runtime=backbone_runtime,
         stride=stride, fps=fps, sparse_labels=sparse_labels, model=model, epochs=epochs, folds=folds,
-        cross_fit=cross_fit, seed=seed, mgw_sigma=mgw_sigma, threshold=threshold, peer_scores=peer_scores,
-        simulation=simulation, target_precision=target_precision, precision=precision, device=device,
-        store_embeddings_field=store_embeddings_field, run_dir=run_dir, cache_dir=cache_dir, overwrite=overwrite,
+        cross_fit=cross_fit, seed=seed, mgw_sigma=mgw_sigma, rounds=rounds, threshold=threshold,
+        peer_scores=peer_scores, simulation=simulation, target_precision=target_precision, precision=precision,
+        device=device, store_embeddings_field=store_embeddings_field, run_dir=run_dir, cache_dir=cache_dir,
+        overwrite=overwrite,
         **train_kwargs,
     )  # fmt: skip
     if workers is not None:

@@ -74,13 +74,17 @@ def create_graph(
     Raises:
         CSLError: any check of :func:`~fiftyone_csl.compute_csl` fails, an
             option the fan-out does not run is given (``simulation``,
-            ``store_embeddings_field``), or another graph of this run key
+            ``store_embeddings_field``, ``rounds=2``: the fan-out trains one
+            round), or another graph of this run key
             has parts queued or running
     """
     given = sorted(k for k in REFUSED if kwargs.get(k) not in (None, False))
     if given:
         raise CSLError(f"an audit over several workers does not take {given}; run it in one call instead")
     kwargs = {k: v for k, v in kwargs.items() if k not in REFUSED}
+    if kwargs.get("rounds") == 2:
+        raise CSLError("an audit over several workers trains one round: run rounds=2 in one call instead")
+    kwargs["rounds"] = 1  # the second round needs every video's first-round suspects: one call runs it
     audit = plan_audit(samples, label_field, csl_field, embeddings_field, True, "compute_csl", **kwargs)
     plan = audit.training
     dataset = samples._dataset

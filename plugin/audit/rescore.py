@@ -94,7 +94,8 @@ def replay_checkpoints(
     if prepared.in_dim != manifest.in_dim:
         raise CSLError(f"features have dimension {prepared.in_dim}; the run's models expect {manifest.in_dim}")
     store, loaded = RunStore.of(config), (config.run_dir, config.manifest_sha256, manifest)
-    need = trajectory_bytes(prepared.sequences, manifest.config["epochs"], len(manifest.classes))
+    rounds = 2 if manifest.second_round_view() else 1
+    need = trajectory_bytes(prepared.sequences, manifest.config["epochs"], len(manifest.classes), rounds)
     store.check_space({"trajectories": need, "total": need})
     progress = StagedProgress(progress, {"features": 4, "replay": 1.5, "write": 0.5})
     with dataset_lock(dataset):  # the version cannot be replaced while its checkpoints are linked

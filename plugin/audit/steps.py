@@ -20,6 +20,7 @@ from ..core.checks import check_device, check_identifier
 from ..core.errors import CSLError
 from ..core.manifest import Manifest
 from ..core.results import CSLResults
+from ..core.rounds import second_round
 from ..core.simulation import simulate_and_flag
 from ..core.stages import replay_and_score, save_error_probs, train_into
 from ..core.utils import StagedProgress, resolve_device
@@ -37,6 +38,7 @@ from .prepare import attach_features, check_collection, video_strides
 logger = logging.getLogger(__name__)
 
 PROGRESS_WEIGHTS = {"features": 4, "train": 4, "replay": 1.5, "write": 0.5}
+SECOND_ROUND_WEIGHTS = {"second round train": 4, "second round replay": 1.5}
 
 
 # --- what can be checked before any work ---------------------------------------------------
@@ -72,10 +74,14 @@ def run_audit(samples, label_field, csl_field, embeddings_field, score: bool, fu
     dataset = samples._dataset
     audit = plan_audit(samples, label_field, csl_field, embeddings_field, score, function, **kwargs)
     plan, threshold, threshold_value = audit.training, audit.threshold, audit.threshold_value
+    if not score and plan.config.rounds == 2:
+        raise CSLError("rounds=2 needs the first round's scores: run compute_csl (train_checkpoints trains one round)")
     dataset_id = str(dataset._doc.id)
     weights = dict(PROGRESS_WEIGHTS) if score else {"features": 4, "train": 4, "write": 0.2}
     if audit.simulation:
         weights.update({"simulation train": 4, "simulation replay": 1.5})
+    if score and plan.config.rounds != 1:
+        weights.update(SECOND_ROUND_WEIGHTS)
     progress = StagedProgress(progress, weights)
     with run_lock(dataset, csl_field):
         staging, manifest = _train_staging(plan, dataset_id)
@@ -87,6 +93,10 @@ def run_audit(samples, label_field, csl_field, embeddings_field, score: bool, fu
                 videos = replay_and_score(
                     staging, manifest, plan.prepared.sequences, plan.device, audit.precision, progress,
                     threshold_value, audit.peer_scores,
+                )  # fmt: skip
+                videos = second_round(
+                    staging, manifest, plan.prepared.sequences, videos, plan.config, plan.device, audit.precision,
+                    progress, threshold_value, audit.peer_scores, save_progress=True,
                 )  # fmt: skip
             if audit.simulation:
                 videos, sim = simulate_and_flag(
@@ -108,6 +118,7 @@ def run_audit(samples, label_field, csl_field, embeddings_field, score: bool, fu
         return version
     results = CSLResults(csl_field, version, plan.prepared.classes, threshold_value, videos, plan.warnings)
     results.simulation = manifest.simulation
+    results.second_round = {k: v for k, v in (manifest.second_round or {}).items() if k != "checkpoints"} or None
     return results
 
 

@@ -14,6 +14,7 @@ from .errors import CSLError
 from .manifest import Manifest
 from .replay import PRECISIONS, autocast_context
 from .results import CSLResults
+from .rounds import second_round
 from .simulation import simulate_and_flag
 from .stages import check_folds, check_peer_scores, replay_and_score, train_into
 from .utils import StagedProgress, resolve_device
@@ -85,6 +86,8 @@ def compute_csl_arrays(
     autocast_context(torch_device, precision)  # an impossible precision fails before any work
     manifest = Manifest(None, None, None, classes, dims.pop(), {}, config.to_dict(), fold_members, fold_classes)
     weights = {"train": 4, "replay": 1.5}
+    if config.rounds != 1:
+        weights.update({"second round train": 4, "second round replay": 1.5})
     if simulation:
         weights.update({"simulation train": 4, "simulation replay": 1.5})
     progress = StagedProgress(progress, weights)
@@ -96,6 +99,10 @@ def compute_csl_arrays(
         videos = replay_and_score(
             run_dir, manifest, sequences, torch_device, precision, progress, threshold_value, peer_scores
         )
+        videos = second_round(
+            run_dir, manifest, sequences, videos, config, torch_device, precision, progress, threshold_value,
+            peer_scores,
+        )  # fmt: skip
         if simulation:
             videos, sim = simulate_and_flag(
                 run_dir, manifest, sequences, config, torch_device, precision, progress, videos,
@@ -112,4 +119,5 @@ def compute_csl_arrays(
             shutil.rmtree(run_dir, ignore_errors=True)
     results = CSLResults("arrays", None if owned else run_dir, classes, threshold_value, videos, warnings)
     results.simulation = manifest.simulation
+    results.second_round = {k: v for k, v in (manifest.second_round or {}).items() if k != "checkpoints"} or None
     return results

@@ -131,7 +131,10 @@ def make_train_config(function: str, **kwargs):
         model_kwargs=c.model_kwargs,
         half_checkpoints=check_bool("half_checkpoints", c.half_checkpoints),
         mgw_sigma=check_float("mgw_sigma", c.mgw_sigma, minimum=0.0, allow_inf=True),
+        rounds=c.rounds,
     )
+    if isinstance(c.rounds, bool) or c.rounds not in (1, 2, "auto"):
+        raise CSLError(f"rounds must be 1, 2 or 'auto'; got {c.rounds!r}")
     if values["cross_fit"] and values["folds"] < 2:
         raise CSLError("cross-fitting needs folds >= 2 (or cross_fit=False)")
     if not isinstance(c.model_kwargs, dict):

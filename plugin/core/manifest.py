@@ -3,7 +3,7 @@ folds, sha256 of every file) and whose it is. Pure file format: no FiftyOne."""
 
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from .errors import CSLError
 from .utils import atomic_file, sha256_file
@@ -45,6 +45,9 @@ class Manifest:
             of each scored video as read (``sequences.label_fingerprint``):
             what tells a changed video without opening its trajectory
             (empty in runs of earlier versions)
+        second_round: what :mod:`~fiftyone_csl.plugin.core.rounds` decided
+            and trained (``ran``, ``reason``, ``fit``, ``masked_frames``,
+            ``mask_digest``, ``checkpoints`` per fold, ``trained``), or None
     """
 
     dataset_id: str | None
@@ -66,6 +69,7 @@ class Manifest:
     labelled_fraction: dict = field(default_factory=dict)
     label_runs: dict = field(default_factory=dict)
     label_fingerprints: dict = field(default_factory=dict)
+    second_round: dict | None = None
     seconds: float | None = None
     method: str = METHOD
     format: int = MANIFEST_FORMAT
@@ -120,6 +124,15 @@ class Manifest:
         if sha256_file(path) != expected:
             raise CSLError(f"{path} does not match its sha256 in the manifest")
         return path
+
+    def second_round_view(self, trained: bool = True):
+        """This manifest with the second round's checkpoints in place of the
+        first's (the same ``files``), or None when the version has no second
+        round (``trained``: or it is not finished)."""
+        r = self.second_round
+        if not r or not r.get("ran") or (trained and not r.get("trained")):
+            return None
+        return replace(self, checkpoints=r["checkpoints"])
 
     def fold_router(self):
         """For a sample id, the folds whose checkpoints score it: its own fold

@@ -36,16 +36,26 @@ class Trajectory:
         margin: (T, E) logit of the given label minus the largest other logit
         final_probs: (T, C) class probabilities under the last checkpoint
         mean_probs: (T, C) class probabilities averaged over checkpoints
+        decode_probs: (T, C) the second round's mean class probabilities
+            (:mod:`~fiftyone_csl.plugin.core.rounds`), or None
     """
 
     loss: np.ndarray
     margin: np.ndarray
     final_probs: np.ndarray
     mean_probs: np.ndarray
+    decode_probs: np.ndarray | None = None
+
+    @property
+    def emission_probs(self) -> np.ndarray:
+        """The class probabilities the decoder reads: the second round's where
+        there is one, else the first's."""
+        return self.mean_probs if self.decode_probs is None else self.decode_probs
 
     def take(self, index) -> "Trajectory":
         """The trajectory of the frames at ``index`` only."""
-        return Trajectory(self.loss[index], self.margin[index], self.final_probs[index], self.mean_probs[index])
+        second = None if self.decode_probs is None else self.decode_probs[index]
+        return Trajectory(self.loss[index], self.margin[index], self.final_probs[index], self.mean_probs[index], second)
 
 
 def load_trajectory(path: str, labelled_only: bool = True) -> Trajectory:
@@ -53,7 +63,11 @@ def load_trajectory(path: str, labelled_only: bool = True) -> Trajectory:
     labels, its labelled frames only unless ``labelled_only`` is False."""
     with np.load(path) as data:
         trajectory = Trajectory(
-            loss=data["loss"], margin=data["margin"], final_probs=data["final_probs"], mean_probs=data["mean_probs"]
+            loss=data["loss"],
+            margin=data["margin"],
+            final_probs=data["final_probs"],
+            mean_probs=data["mean_probs"],
+            decode_probs=data["decode_probs"] if "decode_probs" in data.files else None,
         )
         if labelled_only and "labelled" in data.files:
             trajectory = trajectory.take(np.flatnonzero(data["labelled"]))
@@ -169,7 +183,16 @@ class Replayer:
         out = [_trajectory_from_logits(self.logits(k, sequence.features), targets) for k in folds]
         if len(out) == 1:
             return out[0]
-        return Trajectory(*(np.mean([getattr(t, f) for t in out], axis=0) for f in Trajectory.__dataclass_fields__))
+        return Trajectory(*(np.mean([getattr(t, f) for t in out], axis=0) for f in _REPLAYED))
+
+    def mean_probs(self, sequence, folds: list) -> np.ndarray:
+        """(T, C) class probabilities of ``sequence`` averaged over the
+        checkpoints of ``folds`` (and over the folds)."""
+        rows = [F.softmax(self.logits(k, sequence.features), dim=-1).double().mean(0) for k in folds]
+        return torch.stack(rows).mean(0).float().cpu().numpy()
+
+
+_REPLAYED = ("loss", "margin", "final_probs", "mean_probs")
 
 
 def _trajectory_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> Trajectory:

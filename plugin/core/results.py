@@ -64,6 +64,9 @@ class CSLResults:
             chosen threshold, ``estimated_precision`` of the flags, the
             estimated number of errors, and per threshold tried the recall of
             injected errors and the number of suspect segments; else None
+        second_round: whether a second round of training ran and why
+            (:mod:`~fiftyone_csl.plugin.core.rounds`: ``ran``, ``reason``,
+            ``fit``, ``masked_frames``), or None
     """
 
     def __init__(self, run_key, run_dir, classes, threshold, videos, warnings=()):
@@ -74,6 +77,7 @@ class CSLResults:
         self.videos = videos
         self.warnings = list(warnings)
         self.simulation = None
+        self.second_round = None
 
     def __repr__(self):
         frames = sum(len(v.frame_numbers) for v in self.videos.values())

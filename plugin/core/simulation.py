@@ -302,7 +302,7 @@ def simulate_and_flag(run_dir, manifest: Manifest, sequences, config, device, pr
     route = manifest.fold_router()
     counts = procedure_counts(manifest)
     for sid, v in videos.items():  # the scores stand; only the flags follow the new threshold
-        v.segments = flag_video(sid, v.frame_numbers, v.labels, v.scores["csl"], v.trajectory.mean_probs, manifest,
+        v.segments = flag_video(sid, v.frame_numbers, v.labels, v.scores["csl"], v.trajectory.emission_probs, manifest,
                                 route(sid), sim.report["threshold"], counts)  # fmt: skip
         v.scores[ERROR_PROB], v.error_kind = sim.error_prob[sid], sim.error_kind[sid]
     return videos, sim

@@ -77,21 +77,24 @@ def check_folds(sequences: list, fold_members: list, config, classes: list) -> t
 
 
 def train_into(run_dir, manifest: Manifest, sequences, config, progress, device, save_progress=False,
-               folds=None) -> Manifest:  # fmt: skip
+               folds=None, prefix: str = "", saved: Manifest | None = None) -> Manifest:  # fmt: skip
     """Trains the folds of ``manifest`` (``folds``: their indices, default
     all) into ``run_dir``, resuming the checkpoints it already lists; with
-    ``save_progress`` the manifest is saved after every epoch, so a killed
-    call can resume. ``sequences`` must hold the training videos of those
-    folds (others may be missing)."""
+    ``save_progress`` the manifest (or ``saved``, of which ``manifest`` is a
+    view: :meth:`Manifest.second_round_view`) is saved after every epoch, so
+    a killed call can resume. ``sequences`` must hold the training videos of
+    those folds (others may be missing); ``prefix``: as in
+    :func:`~fiftyone_csl.plugin.core.train.train_fold`."""
     by_id = {s.sample_id: s for s in sequences}
-    on_epoch = (lambda: manifest.save(run_dir)) if save_progress else None
+    on_epoch = (lambda: (saved or manifest).save(run_dir)) if save_progress else None
     folds = range(len(manifest.folds)) if folds is None else folds
     with progress.stage("train", config.epochs * len(folds), "epochs") as stage:
         for k in folds:
             train_set = [by_id[i] for i in fctrain.training_ids(manifest.folds, k, config.cross_fit)]
             fctrain.train_fold(
-                train_set, manifest.in_dim, len(manifest.classes), config, run_dir, k, manifest, device, stage, on_epoch
-            )
+                train_set, manifest.in_dim, len(manifest.classes), config, run_dir, k, manifest, device, stage,
+                on_epoch, prefix,
+            )  # fmt: skip
     manifest.checkpoint_bytes_per_epoch = manifest.checkpoint_bytes(run_dir)
     return manifest
 
@@ -103,15 +106,17 @@ def run_bytes(sequences, in_dim: int, num_classes: int, config, folds: int, scor
     ``config.half_checkpoints``) and each fold's resume state (model and
     Adam's two moments), and with ``score`` one trajectory per video (per
     frame: loss and margin per epoch, two class-probability rows, frame
-    number and label). The simulation trains and replays a copy beside it.
-    The feature cache is not counted: it lives in its own folder and is
+    number and label). The simulation trains and replays a copy beside it;
+    a second round (unless ``config.rounds`` is 1) doubles the checkpoints
+    and adds a class-probability row a frame. The feature cache is not counted: it lives in its own folder and is
     shared between runs."""
     head = build_head(config.model, in_dim, num_classes, **config.model_kwargs)
     params = sum(v.numel() for v in head.state_dict().values() if v.is_floating_point())
     per_checkpoint = params * (2 if config.half_checkpoints else 4) + 16_384  # the pickle's own overhead
+    rounds = 1 if config.rounds == 1 else 2
     out = {
-        "checkpoints": folds * (config.epochs * per_checkpoint + 3 * params * 4),
-        "trajectories": trajectory_bytes(sequences, config.epochs, num_classes) if score else 0,
+        "checkpoints": rounds * folds * (config.epochs * per_checkpoint + 3 * params * 4),
+        "trajectories": trajectory_bytes(sequences, config.epochs, num_classes, rounds) if score else 0,
     }
     if simulation:
         out["simulation"] = out["checkpoints"] + out["trajectories"]
@@ -119,22 +124,27 @@ def run_bytes(sequences, in_dim: int, num_classes: int, config, folds: int, scor
     return out
 
 
-def trajectory_bytes(sequences, checkpoints: int, num_classes: int) -> int:
+def trajectory_bytes(sequences, checkpoints: int, num_classes: int, rounds: int = 1) -> int:
     """The bytes of the trajectories of ``sequences`` (:func:`save_trajectory`):
-    per frame, loss and margin per checkpoint, two class-probability rows,
-    frame number and label; plus each file's own overhead."""
+    per frame, loss and margin per checkpoint, two class-probability rows
+    (three with a second round), frame number and label; plus each file's
+    own overhead."""
     frames = sum(len(s) for s in sequences)
-    return frames * (8 * checkpoints + 8 * num_classes + 16) + 4_096 * len(sequences)
+    return frames * (8 * checkpoints + 4 * num_classes * (1 + rounds) + 16) + 4_096 * len(sequences)
 
 
-def replay_and_score(run_dir, manifest: Manifest, sequences, device, precision, progress, threshold, peer_scores):
+def replay_and_score(run_dir, manifest: Manifest, sequences, device, precision, progress, threshold, peer_scores,
+                     known=None):  # fmt: skip
     """Replays the videos one at a time and scores each as it comes.
 
     Each video in a fold is replayed by that fold's checkpoints (all of them
     in one stacked pass); a video in no fold (new since training) by every
-    fold's, averaged. Each trajectory goes to ``run_dir`` as soon as it
-    exists and is recorded in ``manifest``; the returned results read
-    trajectories back from disk, so memory holds one video's at a time.
+    fold's, averaged. A version with a second round replays its checkpoints
+    too, for the decoder (``known``: ``{sample_id: VideoScores}`` whose
+    first-round trajectory files in ``run_dir`` are read, not replayed).
+    Each trajectory goes to ``run_dir`` as soon as it exists and is recorded
+    in ``manifest``; the returned results read trajectories back from disk,
+    so memory holds one video's at a time.
 
     Returns ``{sample_id: VideoScores}`` in the order of ``sequences``.
     """
@@ -147,13 +157,22 @@ def replay_and_score(run_dir, manifest: Manifest, sequences, device, precision, 
     # one fold after another, then new videos: each fold's stack loads once
     ordered = sorted(sequences, key=lambda s: (len(route(s.sample_id)), route(s.sample_id)))
     replayer = Replayer(run_dir, manifest, device, precision)
+    second = manifest.second_round_view()
+    second = second and Replayer(run_dir, second, device, precision)
+    known = known or {}
     os.makedirs(os.path.join(run_dir, "trajectories"), exist_ok=True)
     videos = {}
     with progress.stage("replay", sum(len(s) for s in sequences), "frames") as stage:
         for s in ordered:
             folds = route(s.sample_id)
-            replayer.keep_only(folds)
-            trajectory = replayer.trajectory(s, folds)
+            if s.sample_id in known:
+                trajectory = load_trajectory(known[s.sample_id].trajectory_path, labelled_only=False)
+            else:
+                replayer.keep_only(folds)
+                trajectory = replayer.trajectory(s, folds)
+            if second:
+                second.keep_only(folds)
+                trajectory.decode_probs = second.mean_probs(s, folds)
             path = save_trajectory(run_dir, manifest, s, trajectory)
             videos[s.sample_id] = score_video(
                 s.sample_id, s.frame_numbers, s.labels, trajectory, manifest, folds, threshold, peer_scores, path,
@@ -190,6 +209,7 @@ def save_trajectory(run_dir, manifest: Manifest, sequence, trajectory) -> str:
         margin=trajectory.margin,
         final_probs=trajectory.final_probs,
         mean_probs=trajectory.mean_probs,
+        **({} if trajectory.decode_probs is None else {"decode_probs": trajectory.decode_probs}),
         **({} if sequence.labelled is None else {"labelled": np.asarray(sequence.labelled, dtype=bool)}),
     )
     sha = sha256_file(path)
@@ -235,7 +255,7 @@ def score_video(
     if bad:
         raise CSLError(f"scores {bad} of {sample_id} are not finite; nothing was written")
     segments, decoded, wrong, confidence = flag_video(
-        sample_id, frame_numbers, labels, scores["csl"], trajectory.mean_probs, manifest, folds, threshold, counts,
+        sample_id, frame_numbers, labels, scores["csl"], trajectory.emission_probs, manifest, folds, threshold, counts,
         decoded=True,
     )  # fmt: skip
     return VideoScores(

@@ -41,6 +41,11 @@ class TrainConfig:
             0 ignores unlabelled frames (masking, the default: it did best in
             ``benchmarks/review.py``); ``float("inf")`` trains on them at full
             weight (interpolation)
+        rounds: ``1``, ``2`` or ``"auto"``: a second round of training
+            leaves the frames the first round's suspects would change out of
+            the loss and decodes the given labels again with its models
+            (:mod:`~fiftyone_csl.plugin.core.rounds`); ``"auto"`` trains it
+            when the first round's models fit the labels they keep
     """
 
     model: str = "transformer"
@@ -55,6 +60,7 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)
     half_checkpoints: bool = False
     mgw_sigma: float = 0.0
+    rounds: int | str = "auto"
 
     def to_dict(self):
         return asdict(self)
@@ -131,6 +137,7 @@ def train_fold(
     device,
     progress_stage=None,
     on_epoch=None,
+    prefix: str = "",
 ) -> list:
     """Trains one head on ``sequences`` and saves a checkpoint per epoch.
 
@@ -144,8 +151,12 @@ def train_fold(
     checkpoints of this fold whose files verify, training continues after the
     last of them from that state, and gives the same checkpoints as a run
     that was never interrupted.
+
+    A frame whose label is ``IGNORE_INDEX`` is left out of the loss (with
+    sparse labels too); ``prefix`` is a folder of ``run_dir`` for the fold
+    folders (a second round's).
     """
-    fold_dir = f"fold_{fold:02d}"
+    fold_dir = f"{prefix}fold_{fold:02d}"
     resume_path = f"{fold_dir}/resume.pt"
     os.makedirs(os.path.join(run_dir, fold_dir), exist_ok=True)
     while len(manifest.checkpoints) <= fold:
@@ -165,6 +176,7 @@ def train_fold(
             np.ones(len(s)) if s.labelled is None else mgw_weights(s.frame_numbers, s.labelled, config.mgw_sigma)
             for s in sequences
         ]
+        weights = [np.where(s.labels == IGNORE_INDEX, 0.0, w) for s, w in zip(sequences, weights)]
     for epoch in range(len(checkpoints) + 1, config.epochs + 1):
         model.train()
         for x, y, mask, w in _batches(sequences, config.batch_size, config.max_frames, generator, weights):
