@@ -11,6 +11,19 @@ def _rounded(value, digits=3):
     return None if value is None else round(float(value), digits)
 
 
+def _second_round_text(report) -> str | None:
+    """What a run's ``second_round`` report says, in a line."""
+    if not report:
+        return None
+    return ("trained: " if report.get("ran") else "not trained: ") + str(report.get("reason"))
+
+
+CALL_PARAMS = ("csl_field", *common.TRAINING_PARAMS, "peer_scores", "simulation", "target_precision", "threshold",
+               "rounds")  # fmt: skip
+# a simulation or a second round is passed on to the fan-out to be refused, not dropped
+FANOUT_PARAMS = ("csl_field", *common.TRAINING_PARAMS, "peer_scores", "threshold", "simulation", "rounds")
+
+
 class AuditVideoLabels(foo.Operator):
     @property
     def config(self):
@@ -29,6 +42,7 @@ class AuditVideoLabels(foo.Operator):
                 common.training_inputs(ctx, inputs)
                 common.peer_inputs(ctx, inputs)
                 common.simulation_inputs(ctx, inputs)
+                common.rounds_input(ctx, inputs)
                 common.threshold_input(ctx, inputs)
                 inputs.int(
                     "workers", default=1, min=1, max=256, required=False, label="Workers",
@@ -48,18 +62,14 @@ class AuditVideoLabels(foo.Operator):
                 p["label_field"],
                 workers=workers,
                 delegation_target=ctx.request_params.get("delegation_target"),
-                **common.engine_params(
-                    p, ("csl_field", *common.TRAINING_PARAMS, "peer_scores", "threshold", "simulation")
-                ),  # a simulation is passed on to be refused, not dropped
+                **common.rounds_param(common.engine_params(p, FANOUT_PARAMS)),
             )
             return {"run_key": p.get("csl_field") or "csl", "graph_id": graph["graph_id"],
                     "queued_parts": len(graph["queued"])}  # fmt: skip
         results = compute_csl(
             ctx.target_view(),
             p["label_field"],
-            **common.engine_params(
-                p, ("csl_field", *common.TRAINING_PARAMS, "peer_scores", "simulation", "target_precision", "threshold")
-            ),
+            **common.rounds_param(common.engine_params(p, CALL_PARAMS)),
             progress=common.progress_callback(ctx),
         )
         common.reload_if_immediate(ctx)
@@ -69,6 +79,7 @@ class AuditVideoLabels(foo.Operator):
             "suspect_segments": len(results.segments()),
             "threshold": round(results.threshold, 3),
             "estimated_precision": _rounded((results.simulation or {}).get("estimated_precision")),
+            "second_round": _second_round_text(results.second_round),
         }
 
     def resolve_output(self, ctx):
@@ -81,6 +92,7 @@ class AuditVideoLabels(foo.Operator):
             ("str", "graph_id", "Audit graph (queued for several workers; fcsl.audit_graph(id) tells its state)"),
             ("int", "queued_parts", "Parts queued now (each stage queues the next)"),
             ("float", "estimated_precision", "Estimated precision of the flags (from the simulation)"),
+            ("str", "second_round", "Second round of training"),
         ))  # fmt: skip
         return types.Property(outputs)
 
@@ -105,7 +117,7 @@ class AuditVideoLabels(foo.Operator):
             delegate (False): queue a delegated operation instead of running now
             **kwargs: ``backbone``, ``backbone_runtime``, ``model``,
                 ``epochs``, ``folds``, ``cross_fit``, ``stride``, ``fps``,
-                ``sparse_labels``, ``mgw_sigma``, ``peer_scores``, ``simulation``, ``target_precision``,
+                ``sparse_labels``, ``mgw_sigma``, ``rounds``, ``peer_scores``, ``simulation``, ``target_precision``,
                 ``threshold``, ``overwrite`` as in
                 :func:`fiftyone_csl.compute_csl`; ``workers=N`` (N > 1)
                 queues the audit as a graph for N workers

@@ -280,6 +280,30 @@ def training_inputs(ctx, inputs):
         )  # fmt: skip
 
 
+ROUNDS = {"auto": "auto", "1": 1, "2": 2}
+
+
+def rounds_input(ctx, inputs):
+    inputs.enum(
+        "rounds", list(ROUNDS), default=str(_audit_default("rounds")), label="Training rounds",
+        view=types.RadioGroup(choices=[
+            types.Choice("auto", label="auto: a second round where the first fits the labels it keeps"),
+            types.Choice("1", label="1"),
+            types.Choice("2", label="2: the decoder reads models trained without the suspects' frames"),
+        ]),
+        description="A second round trains the folds again with the frames the first round's suspects would "
+        "change left out, and the suspects, <key>_corrected and <key>_wrong_prob come from it; CSL stays the "
+        "first round's. One round over several workers",
+    )  # fmt: skip
+
+
+def rounds_param(params: dict) -> dict:
+    """``params`` with the form's ``rounds`` choice as the engine takes it."""
+    if "rounds" in params:
+        params = dict(params, rounds=ROUNDS.get(str(params["rounds"]), params["rounds"]))  # else the engine says why
+    return params
+
+
 def choices_view(values):
     """A multiple choice among ``values`` that lists them (an autocomplete
     without choices lists nothing)."""

@@ -45,6 +45,16 @@ def install(kill_at: str) -> None:
         _after(features, "video_features")
     elif kill_at == "training":  # two checkpoints exist
         _after(train, "_atomic_torch_save", 3)
+    elif kill_at == "second-round":  # the second round has saved two files (a checkpoint and its resume state)
+        save, calls = train._atomic_torch_save, {"n": 0}
+
+        def second_round_save(obj, path):
+            save(obj, path)
+            calls["n"] += "round_2" in path
+            if calls["n"] >= 3:
+                _die()
+
+        train._atomic_torch_save = second_round_save
     elif kill_at == "replay":  # the first video's trajectory is saved
         _after(pipeline, "save_trajectory")
     elif kill_at == "promote":  # the new version exists, no journal yet

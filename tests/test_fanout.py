@@ -184,6 +184,7 @@ def test_bad_fan_out_options_fail_before_anything_is_queued(scratch):
         (dict(workers=2, simulation=True), "does not take"),
         (dict(workers=2, epochs=0), "epochs"),
         (dict(workers=2, folds=99), "folds"),
+        (dict(workers=2, rounds=2), "one round"),
     ]:
         with pytest.raises(CSLError, match=message):
             fcsl.compute_csl(scratch, "phase", "bad", embeddings_field="emb", **kwargs)

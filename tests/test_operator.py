@@ -117,6 +117,14 @@ def test_the_audit_operator_with_workers_queues_the_graph_and_writes_nothing(scr
         service.delete_operation(op.id)
 
 
+def test_the_audit_operator_takes_the_forms_choice_of_rounds(scratch):
+    audit = foo.get_operator(URI + "audit_video_labels")
+    out = _ok(audit(scratch, "frames.phase", "two", "emb", epochs=3, folds=2, rounds="2"))
+    assert out["second_round"] == "trained: rounds=2"
+    out = _ok(audit(scratch, "frames.phase", "one", "emb", epochs=3, folds=2, rounds="1"))
+    assert out["second_round"] == "not trained: rounds=1"
+
+
 def test_compute_features_operator_matches_the_audit_features(scratch):
     sample = scratch.first()
     _ok(foo.get_operator(URI + "compute_frame_features")(scratch.select(sample.id), "feat2", stride=1))
@@ -209,6 +217,10 @@ def test_forms_list_their_choices_check_counts_with_their_own_message_and_show_o
     for name, low in (("epochs", 1), ("folds", 2)):
         prop = inputs.properties[name]
         assert prop.invalid and f"between {low} and" in prop.error_message, name
+    inputs = types.Object()
+    common.rounds_input(_FormCtx({}), inputs)
+    assert inputs.properties["rounds"].default == "auto"
+    assert [c.value for c in inputs.properties["rounds"].view.choices] == ["auto", "1", "2"]
     inputs = types.Object()
     common.training_inputs(_FormCtx({"epochs": 3, "folds": 2}), inputs)
     assert not inputs.properties["epochs"].invalid and not inputs.properties["folds"].invalid

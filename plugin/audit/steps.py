@@ -54,6 +54,7 @@ def _train_staging(plan: TrainingPlan, dataset_id) -> tuple:
         try:
             previous = Manifest.load(path, None, dataset_id, plan.names.key)
             manifest.checkpoints, manifest.files = previous.checkpoints, previous.files
+            manifest.second_round = previous.second_round  # its checkpoints resume when the masks are the same
             logger.info("resuming run '%s' from %s", plan.names.key, path)
         except CSLError:
             shutil.rmtree(path, ignore_errors=True)
@@ -118,7 +119,7 @@ def run_audit(samples, label_field, csl_field, embeddings_field, score: bool, fu
         return version
     results = CSLResults(csl_field, version, plan.prepared.classes, threshold_value, videos, plan.warnings)
     results.simulation = manifest.simulation
-    results.second_round = {k: v for k, v in (manifest.second_round or {}).items() if k != "checkpoints"} or None
+    results.second_round = manifest.second_round_report()
     return results
 
 

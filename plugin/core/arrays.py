@@ -119,5 +119,5 @@ def compute_csl_arrays(
             shutil.rmtree(run_dir, ignore_errors=True)
     results = CSLResults("arrays", None if owned else run_dir, classes, threshold_value, videos, warnings)
     results.simulation = manifest.simulation
-    results.second_round = {k: v for k, v in (manifest.second_round or {}).items() if k != "checkpoints"} or None
+    results.second_round = manifest.second_round_report()
     return results

@@ -125,6 +125,11 @@ class Manifest:
             raise CSLError(f"{path} does not match its sha256 in the manifest")
         return path
 
+    def second_round_report(self) -> dict | None:
+        """What the second round decided (``second_round`` without its
+        checkpoints), or None."""
+        return {k: v for k, v in (self.second_round or {}).items() if k != "checkpoints"} or None
+
     def second_round_view(self, trained: bool = True):
         """This manifest with the second round's checkpoints in place of the
         first's (the same ``files``), or None when the version has no second

@@ -93,7 +93,8 @@ def run_summary(samples, csl_field: str = "csl") -> dict:
     run with ``simulation=True``, ``simulation``: the estimated number of
     errors, the threshold aimed at the target precision, whether the target
     was reached, and the ``estimated_precision`` of the current flags;
-    ``review``: what reviewers decided so far (see
+    ``second_round``: whether a second round of training ran and why
+    (:mod:`~fiftyone_csl.plugin.core.rounds`); ``review``: what reviewers decided so far (see
     :func:`~fiftyone_csl.plugin.decisions.review_counts`), for a scored run."""
     dataset = samples._dataset
     writeback.ensure_consistent(dataset, csl_field)
@@ -108,6 +109,7 @@ def run_summary(samples, csl_field: str = "csl") -> dict:
     summary["feature_stats"] = manifest.feature_stats
     summary["threshold"] = config.threshold
     summary["simulation"] = _simulation_summary(manifest.simulation, config.threshold)
+    summary["second_round"] = manifest.second_round_report()
     if config.state == "scored":
         ensure_consistent(dataset, csl_field)
         summary["review"] = review_counts(dataset, csl_field)

@@ -1,0 +1,124 @@
+"""The second round of training on a dataset: its checkpoints are the run's
+files (verified, removed with it), a refresh decodes a changed video with
+them, the calls that train one round refuse ``rounds=2`` before any work, and
+a run killed in the second round resumes from its verified checkpoints."""
+
+import os
+import signal
+
+import fiftyone_csl as fcsl
+import numpy as np
+import pytest
+import torch
+from _common import snapshot
+from fiftyone_csl.plugin.core.errors import CSLError
+from fiftyone_csl.plugin.core.rounds import PREFIX
+from fiftyone_csl.plugin.runs.record import get_run_config, load_manifest
+from test_faults import run_child
+
+TINY = dict(embeddings_field="emb", epochs=3, folds=2, seed=1, progress=False)
+
+
+def _round_two(dataset, key):
+    manifest = load_manifest(dataset, get_run_config(dataset, key))
+    return manifest, sum(manifest.second_round["checkpoints"], [])
+
+
+def test_a_second_round_is_the_runs_and_leaves_csl_as_one_round_gives_it(scratch):
+    one = fcsl.compute_csl(scratch, "phase", "one", rounds=1, **TINY)
+    two = fcsl.compute_csl(scratch, "phase", "two", rounds=2, **TINY)
+    assert one.second_round["ran"] is False and one.second_round["reason"] == "rounds=1"
+    assert two.second_round["ran"] is True and two.second_round["masked_frames"] > 0
+    assert fcsl.run_summary(scratch, "two")["second_round"] == two.second_round
+    manifest, checkpoints = _round_two(scratch, "two")
+    assert len(checkpoints) == 2 * 3 and all(c.startswith(PREFIX) for c in checkpoints)
+    run_dir = get_run_config(scratch, "two").run_dir
+    for relpath in checkpoints:  # each one listed with its sha256 and loadable as weights only
+        torch.load(manifest.verified_path(run_dir, relpath), weights_only=True)
+    loaded = fcsl.load_csl_results(scratch, "two")
+    for sid, video in loaded.videos.items():
+        np.testing.assert_allclose(video.scores["csl"], one.videos[sid].scores["csl"], rtol=1e-5)
+        trajectory = video.trajectory
+        assert trajectory.decode_probs is not None
+        assert not np.allclose(trajectory.decode_probs, trajectory.mean_probs)
+    two_wrong, one_wrong = (np.concatenate(scratch.values(f"frames.{k}_wrong_prob")) for k in ("two", "one"))
+    assert not np.allclose(two_wrong, one_wrong)  # the decoder read the second round
+    fcsl.delete_csl_run(scratch, "two")
+    assert not os.path.exists(run_dir)
+
+
+def test_a_planted_checkpoint_of_the_second_round_is_refused(scratch):
+    fcsl.compute_csl(scratch, "phase", "k", rounds=2, **TINY)
+    manifest, checkpoints = _round_two(scratch, "k")
+    run_dir = get_run_config(scratch, "k").run_dir
+    torch.save({"planted": torch.zeros(1)}, os.path.join(run_dir, checkpoints[0]))
+    with pytest.raises(CSLError, match="sha256"):
+        fcsl.replay_checkpoints(scratch, "k")
+
+
+def test_a_refresh_decodes_the_changed_video_with_the_second_round(scratch):
+    fcsl.compute_csl(scratch, "phase", "k", rounds=2, **TINY)
+    sample = scratch.first()
+    frame = sample.frames[2]
+    classes = sorted(set(scratch.distinct("frames.phase.label")))
+    frame["phase"].label = next(c for c in classes if c != frame["phase"].label)
+    sample.save()
+    _, before = _round_two(scratch, "k")
+    refreshed = fcsl.refresh_scores(scratch, "k")
+    assert list(refreshed.videos) == [sample.id]
+    trajectory = fcsl.load_csl_results(scratch, "k").videos[sample.id].trajectory
+    assert trajectory.decode_probs is not None
+    assert not np.allclose(trajectory.decode_probs, trajectory.mean_probs)
+    manifest, after = _round_two(scratch, "k")
+    assert manifest.second_round["trained"] and after == before  # replayed, not trained again
+
+
+def test_the_calls_that_train_one_round_refuse_a_second_before_any_work(scratch):
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    service = DelegatedOperationService()
+    queued = len(service.list_operations(dataset_name=scratch.name))
+    before = snapshot(scratch)
+    with pytest.raises(CSLError, match="one round"):
+        fcsl.compute_csl(scratch, "phase", "k", workers=2, rounds=2, **TINY)
+    with pytest.raises(CSLError, match="train_checkpoints trains one round"):
+        fcsl.train_checkpoints(scratch, "phase", "k", rounds=2, **TINY)
+    for bad in (3, 0, True, "twice"):
+        with pytest.raises(CSLError, match="rounds must be"):
+            fcsl.compute_csl(scratch, "phase", "k", rounds=bad, **TINY)
+    assert snapshot(scratch) == before
+    assert len(service.list_operations(dataset_name=scratch.name)) == queued
+
+
+def test_a_run_killed_in_its_second_round_resumes_it(scratch, monkeypatch):
+    from fiftyone_csl.plugin.core import train
+
+    scratch.persistent = True
+    kwargs = dict(TINY, rounds=2)
+    kwargs.pop("progress")
+    code, out = run_child(scratch, "compute_csl", "second-round", dict(kwargs, label_field="phase", csl_field="k"))
+    assert code == -signal.SIGKILL, out[-3000:]
+    assert "k" not in scratch.list_runs()  # nothing committed
+    saved = []
+    save = train._atomic_torch_save
+
+    def counting_save(obj, path):
+        saved.append(path)
+        return save(obj, path)
+
+    monkeypatch.setattr(train, "_atomic_torch_save", counting_save)
+    fcsl.compute_csl(scratch, "phase", "k", **kwargs)
+    monkeypatch.undo()
+    # killed after epoch 2 of fold 0 was saved, before the manifest listed it: the first round and
+    # epoch 1 of the second round's fold 0 are not trained again
+    epochs = [p for p in saved if os.path.basename(p).startswith("epoch_")]
+    assert epochs and all(PREFIX in p for p in epochs)
+    assert len(epochs) == 2 * 3 - 1
+    fresh = fcsl.compute_csl(scratch, "phase", "fresh", **kwargs)
+    assert fresh.second_round["ran"]
+    resumed_dir, fresh_dir = (get_run_config(scratch, k).run_dir for k in ("k", "fresh"))
+    for a, b in zip(_round_two(scratch, "k")[1], _round_two(scratch, "fresh")[1]):
+        sa = torch.load(os.path.join(resumed_dir, a), weights_only=True)
+        sb = torch.load(os.path.join(fresh_dir, b), weights_only=True)
+        for name in sa:
+            assert torch.equal(sa[name], sb[name]), (a, name)
