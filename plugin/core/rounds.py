@@ -17,7 +17,7 @@ the labels they keep: an out-of-fold accuracy of at least :data:`FIT` on the
 scored frames no suspect changes. benchmarks/NOTES.md has the measurements
 behind it: with features that tell the phases apart the second round is the
 largest gain measured; with weak ones it raises recall and lowers type
-accuracy, and their first-round fit was 0.74-0.84 against 0.91-0.93.
+accuracy, and their first-round fit was 0.74-0.84 against 0.92-0.94.
 """
 
 import hashlib
