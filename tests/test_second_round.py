@@ -122,3 +122,27 @@ def test_a_run_killed_in_its_second_round_resumes_it(scratch, monkeypatch):
         sb = torch.load(os.path.join(fresh_dir, b), weights_only=True)
         for name in sa:
             assert torch.equal(sa[name], sb[name]), (a, name)
+
+
+def test_a_second_round_on_sparse_labels_leaves_out_labelled_frames_only(scratch, monkeypatch):
+    from fiftyone_csl.plugin.core import rounds
+    from test_sparse import _sparsify
+
+    _sparsify(scratch, 3)
+    seen = []
+    masked_sequence = rounds.masked_sequence
+
+    def spy(sequence, video, mask):
+        out = masked_sequence(sequence, video, mask)
+        ignored = out.labels == rounds.IGNORE_INDEX
+        seen.append((int(mask.sum()), int(ignored.sum()), bool((ignored & ~sequence.labelled).any())))
+        return out
+
+    monkeypatch.setattr(rounds, "masked_sequence", spy)
+    results = fcsl.compute_csl(scratch, "sparse", "k", sparse_labels=True, rounds=2, **TINY)
+    assert results.second_round["ran"] and results.second_round["masked_frames"] > 0
+    assert len(seen) == len(scratch)
+    assert all(masked == ignored and not outside for masked, ignored, outside in seen)
+    assert sum(masked for masked, _, _ in seen) == results.second_round["masked_frames"]
+    trajectory = fcsl.load_csl_results(scratch, "k").videos[scratch.first().id].trajectory
+    assert trajectory.decode_probs is not None and len(trajectory.decode_probs) == len(trajectory.loss)
