@@ -42,6 +42,9 @@ def main():
         overwrite=True,
     )
     print(f"[demo] {results}")
+    second = results.second_round or {}
+    state = "trained" if second.get("ran") else "not trained"
+    print(f"[demo] second round of training: {state} ({second.get('reason')})")
 
     scores, types = metrics.frame_ground_truth(dataset, "phase_error", results)
     report = metrics.detection_report(scores, types)

@@ -464,7 +464,8 @@ def test_flag_errors_with_a_new_threshold_changes_the_counts(app, page):
 
     before = dataset.count("csl_errors.detections")
     # a threshold at which the run's scores give another number of segments
-    expected = {t: sum(len(v.segments) for v in load_videos(dataset, "csl", t).values()) for t in (0.5, 4.0, 12.0, 50.0)}
+    tried = (0.5, 4.0, 12.0, 50.0)
+    expected = {t: sum(len(v.segments) for v in load_videos(dataset, "csl", t).values()) for t in tried}
     threshold = next(t for t, n in expected.items() if n != before)
     dialog = _form(page, "CSL: flag errors")
     dialog.get_by_text("Now 1.79", exact=False).first.wait_for()  # the run's current threshold
