@@ -292,7 +292,8 @@ def simulate_and_flag(run_dir, manifest: Manifest, sequences, config, device, pr
     """Runs the simulation beside a run (:mod:`~fiftyone_csl.plugin.simulation`)
     and flags the run again with its threshold (``threshold`` None: the one
     aimed at ``target_precision``). Returns ``(videos, simulation)``; each
-    video's scores gain ``"error_prob"``, its segments follow the threshold."""
+    video's scores gain ``"error_prob"``, its segments and decoded labels
+    follow the threshold."""
 
     sim = run_simulation(
         os.path.join(run_dir, "simulation"), manifest, sequences, config, device, precision, progress, videos,
@@ -301,8 +302,10 @@ def simulate_and_flag(run_dir, manifest: Manifest, sequences, config, device, pr
     manifest.simulation = sim.report  # the decoder's flags read their evidence threshold from it
     route = manifest.fold_router()
     counts = procedure_counts(manifest)
-    for sid, v in videos.items():  # the scores stand; only the flags follow the new threshold
-        v.segments = flag_video(sid, v.frame_numbers, v.labels, v.scores["csl"], v.trajectory.emission_probs, manifest,
-                                route(sid), sim.report["threshold"], counts)  # fmt: skip
+    for sid, v in videos.items():  # the scores stand; the flags and the decoded labels follow the new threshold
+        v.segments, v.decoded, v.wrong_prob, v.decoded_confidence = flag_video(
+            sid, v.frame_numbers, v.labels, v.scores["csl"], v.trajectory.emission_probs, manifest, route(sid),
+            sim.report["threshold"], counts, decoded=True,
+        )  # fmt: skip
         v.scores[ERROR_PROB], v.error_kind = sim.error_prob[sid], sim.error_kind[sid]
     return videos, sim

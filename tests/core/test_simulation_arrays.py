@@ -83,6 +83,11 @@ def test_simulation_on_arrays_writes_error_probabilities_that_find_the_errors():
         (results.videos[n].segments, t, None, results.videos[n].frame_numbers) for n, t in zip(results.videos, types)
     )
     assert segments["event_recall"] > 0.7 and segments["flag_precision"] > 0.7, segments
+    for v in results.videos.values():  # the decoded labels are those of the suspects at the new threshold
+        for seg in v.segments:
+            if seg.proposed is not None:
+                assert list(v.decoded[seg.start : seg.stop]) == list(seg.proposed), (v.sample_id, seg.first)
+        assert len(v.wrong_prob) == len(v.labels) and np.all((v.wrong_prob >= 0) & (v.wrong_prob <= 1))
 
 
 def test_simulation_needs_every_frame_labelled():
