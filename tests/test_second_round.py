@@ -146,3 +146,29 @@ def test_a_second_round_on_sparse_labels_leaves_out_labelled_frames_only(scratch
     assert sum(masked for masked, _, _ in seen) == results.second_round["masked_frames"]
     trajectory = fcsl.load_csl_results(scratch, "k").videos[scratch.first().id].trajectory
     assert trajectory.decode_probs is not None and len(trajectory.decode_probs) == len(trajectory.loss)
+
+
+def test_a_symbolic_link_planted_in_a_killed_runs_training_folder_is_never_written_through(scratch, tmp_path):
+    import glob
+    import shutil
+
+    from fiftyone_csl.plugin.runs.store import base_dir
+
+    scratch.persistent = True
+    kwargs = dict(TINY, rounds=2)
+    kwargs.pop("progress")
+    code, out = run_child(scratch, "compute_csl", "second-round", dict(kwargs, label_field="phase", csl_field="k"))
+    assert code == -signal.SIGKILL, out[-3000:]
+    [staging] = glob.glob(os.path.join(base_dir(), "runs", str(scratch._doc.id), "k", ".train-*"))
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(os.path.join(staging, "round_2"), elsewhere)
+    os.symlink(elsewhere, os.path.join(staging, "round_2"))  # anyone who can write under the runs root
+    before = sorted(p.name for p in elsewhere.rglob("*"))
+    stamps = {p: p.stat().st_mtime_ns for p in elsewhere.rglob("*")}
+    dataset_before = snapshot(scratch)
+    with pytest.raises(CSLError, match="symbolic link"):
+        fcsl.compute_csl(scratch, "phase", "k", **kwargs)
+    assert sorted(p.name for p in elsewhere.rglob("*")) == before
+    assert {p: p.stat().st_mtime_ns for p in elsewhere.rglob("*")} == stamps
+    assert os.path.islink(os.path.join(staging, "round_2"))  # not removed either
+    assert snapshot(scratch) == dataset_before

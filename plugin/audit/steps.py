@@ -50,6 +50,9 @@ def _train_staging(plan: TrainingPlan, dataset_id) -> tuple:
     name = f".train-{plan.fingerprint(dataset_id)}"
     path = os.path.join(plan.store.key_dir, name)
     manifest = plan.new_manifest(dataset_id)
+    planted = _symbolic_link_in(path)
+    if planted:  # a resumed call writes into it: what a link names is never written, nor removed
+        raise CSLError(f"{planted} is a symbolic link this run did not make; remove it to train run '{plan.names.key}'")
     if os.path.isfile(os.path.join(path, "manifest.json")):
         try:
             previous = Manifest.load(path, None, dataset_id, plan.names.key)
@@ -62,6 +65,17 @@ def _train_staging(plan: TrainingPlan, dataset_id) -> tuple:
         if other.startswith(".train-") and other != name:
             shutil.rmtree(os.path.join(plan.store.key_dir, other), ignore_errors=True)
     return plan.store.staging(name), manifest
+
+
+def _symbolic_link_in(path: str) -> str | None:
+    """``path`` or the first symbolic link inside it (links not followed), or None."""
+    if os.path.islink(path):
+        return path
+    for top, dirs, files in os.walk(path):
+        for name in dirs + files:
+            if os.path.islink(os.path.join(top, name)):
+                return os.path.join(top, name)
+    return None
 
 
 # --- the steps ---------------------------------------------------------------------------------
