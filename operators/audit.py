@@ -4,18 +4,12 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ..plugin.api import compute_csl
+from ..plugin.core import rounds
 from . import common
 
 
 def _rounded(value, digits=3):
     return None if value is None else round(float(value), digits)
-
-
-def _second_round_text(report) -> str | None:
-    """What a run's ``second_round`` report says, in a line."""
-    if not report:
-        return None
-    return ("trained: " if report.get("ran") else "not trained: ") + str(report.get("reason"))
 
 
 CALL_PARAMS = ("csl_field", *common.TRAINING_PARAMS, "peer_scores", "simulation", "target_precision", "threshold",
@@ -79,7 +73,7 @@ class AuditVideoLabels(foo.Operator):
             "suspect_segments": len(results.segments()),
             "threshold": round(results.threshold, 3),
             "estimated_precision": _rounded((results.simulation or {}).get("estimated_precision")),
-            "second_round": _second_round_text(results.second_round),
+            "second_round": rounds.describe(results.second_round),
         }
 
     def resolve_output(self, ctx):

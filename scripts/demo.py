@@ -11,7 +11,7 @@ import time
 import fiftyone as fo
 import fiftyone_csl as fcsl
 from fiftyone_csl.plugin.audit.demo import build_demo_dataset
-from fiftyone_csl.plugin.core import metrics
+from fiftyone_csl.plugin.core import metrics, rounds
 
 
 def main():
@@ -42,9 +42,7 @@ def main():
         overwrite=True,
     )
     print(f"[demo] {results}")
-    second = results.second_round or {}
-    state = "trained" if second.get("ran") else "not trained"
-    print(f"[demo] second round of training: {state} ({second.get('reason')})")
+    print(f"[demo] second round of training: {rounds.describe(results.second_round)}")
 
     scores, types = metrics.frame_ground_truth(dataset, "phase_error", results)
     report = metrics.detection_report(scores, types)

@@ -45,7 +45,7 @@ def install(kill_at: str) -> None:
         _after(features, "video_features")
     elif kill_at == "training":  # two checkpoints exist
         _after(train, "_atomic_torch_save", 3)
-    elif kill_at == "second-round":  # the second round has saved two files (a checkpoint and its resume state)
+    elif kill_at == "second-round":  # the second round saved epoch 1 of fold 0, its resume state and epoch 2
         save, calls = train._atomic_torch_save, {"n": 0}
 
         def second_round_save(obj, path):

@@ -90,14 +90,22 @@ def test_the_calls_that_train_one_round_refuse_a_second_before_any_work(scratch)
     assert len(service.list_operations(dataset_name=scratch.name)) == queued
 
 
+def _killed_in_the_second_round(dataset) -> dict:
+    """Runs ``compute_csl(rounds=2)`` of key ``k`` in a child killed once its
+    second round saved epoch 2 of fold 0 (before the manifest listed it);
+    returns the call's keyword arguments."""
+    dataset.persistent = True  # the child opens it by name
+    kwargs = dict(TINY, rounds=2)
+    kwargs.pop("progress")
+    code, out = run_child(dataset, "compute_csl", "second-round", dict(kwargs, label_field="phase", csl_field="k"))
+    assert code == -signal.SIGKILL, out[-3000:]
+    return kwargs
+
+
 def test_a_run_killed_in_its_second_round_resumes_it(scratch, monkeypatch):
     from fiftyone_csl.plugin.core import train
 
-    scratch.persistent = True
-    kwargs = dict(TINY, rounds=2)
-    kwargs.pop("progress")
-    code, out = run_child(scratch, "compute_csl", "second-round", dict(kwargs, label_field="phase", csl_field="k"))
-    assert code == -signal.SIGKILL, out[-3000:]
+    kwargs = _killed_in_the_second_round(scratch)
     assert "k" not in scratch.list_runs()  # nothing committed
     saved = []
     save = train._atomic_torch_save
@@ -154,11 +162,7 @@ def test_a_symbolic_link_planted_in_a_killed_runs_training_folder_is_never_writt
 
     from fiftyone_csl.plugin.runs.store import base_dir
 
-    scratch.persistent = True
-    kwargs = dict(TINY, rounds=2)
-    kwargs.pop("progress")
-    code, out = run_child(scratch, "compute_csl", "second-round", dict(kwargs, label_field="phase", csl_field="k"))
-    assert code == -signal.SIGKILL, out[-3000:]
+    kwargs = _killed_in_the_second_round(scratch)
     [staging] = glob.glob(os.path.join(base_dir(), "runs", str(scratch._doc.id), "k", ".train-*"))
     elsewhere = tmp_path / "elsewhere"
     shutil.move(os.path.join(staging, "round_2"), elsewhere)

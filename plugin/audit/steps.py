@@ -20,6 +20,7 @@ from ..core.checks import check_device, check_identifier
 from ..core.errors import CSLError
 from ..core.manifest import Manifest
 from ..core.results import CSLResults
+from ..core.rounds import WEIGHTS as SECOND_ROUND_WEIGHTS
 from ..core.rounds import second_round
 from ..core.simulation import simulate_and_flag
 from ..core.stages import replay_and_score, save_error_probs, train_into
@@ -38,7 +39,6 @@ from .prepare import attach_features, check_collection, video_strides
 logger = logging.getLogger(__name__)
 
 PROGRESS_WEIGHTS = {"features": 4, "train": 4, "replay": 1.5, "write": 0.5}
-SECOND_ROUND_WEIGHTS = {"second round train": 4, "second round replay": 1.5}
 
 
 # --- what can be checked before any work ---------------------------------------------------

@@ -14,6 +14,7 @@ from .errors import CSLError
 from .manifest import Manifest
 from .replay import PRECISIONS, autocast_context
 from .results import CSLResults
+from .rounds import WEIGHTS as SECOND_ROUND_WEIGHTS
 from .rounds import second_round
 from .simulation import simulate_and_flag
 from .stages import check_folds, check_peer_scores, replay_and_score, train_into
@@ -87,7 +88,7 @@ def compute_csl_arrays(
     manifest = Manifest(None, None, None, classes, dims.pop(), {}, config.to_dict(), fold_members, fold_classes)
     weights = {"train": 4, "replay": 1.5}
     if config.rounds != 1:
-        weights.update({"second round train": 4, "second round replay": 1.5})
+        weights.update(SECOND_ROUND_WEIGHTS)
     if simulation:
         weights.update({"simulation train": 4, "simulation replay": 1.5})
     progress = StagedProgress(progress, weights)

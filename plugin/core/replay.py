@@ -188,8 +188,7 @@ class Replayer:
     def mean_probs(self, sequence, folds: list) -> np.ndarray:
         """(T, C) class probabilities of ``sequence`` averaged over the
         checkpoints of ``folds`` (and over the folds)."""
-        rows = [F.softmax(self.logits(k, sequence.features), dim=-1).double().mean(0) for k in folds]
-        return torch.stack(rows).mean(0).float().cpu().numpy()
+        return np.mean([_checkpoint_mean(F.softmax(self.logits(k, sequence.features), dim=-1)) for k in folds], axis=0)
 
 
 _REPLAYED = ("loss", "margin", "final_probs", "mean_probs")
@@ -207,8 +206,13 @@ def _trajectory_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> Traj
         loss=loss.T.contiguous().cpu().numpy(),
         margin=(given - others).T.contiguous().cpu().numpy(),
         final_probs=probs[-1].cpu().numpy(),
-        mean_probs=probs.double().mean(0).float().cpu().numpy(),
+        mean_probs=_checkpoint_mean(probs),
     )
+
+
+def _checkpoint_mean(probs: torch.Tensor) -> np.ndarray:
+    """(E, T, C) class probabilities -> (T, C), averaged over the checkpoints in double."""
+    return probs.double().mean(0).float().cpu().numpy()
 
 
 @torch.no_grad()

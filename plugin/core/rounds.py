@@ -40,6 +40,17 @@ FIT = 0.9
 PREFIX = "round_2/"
 """The folder of a version that holds the second round's fold folders."""
 
+WEIGHTS = {"second round train": 4, "second round replay": 1.5}
+"""The second round's stages in an audit's progress (:class:`~fiftyone_csl.plugin.core.utils.StagedProgress`)."""
+
+
+def describe(report) -> str | None:
+    """A ``second_round`` report (:meth:`Manifest.second_round_report`) in a
+    line: whether it trained, and why; None without a report."""
+    if not report:
+        return None
+    return ("trained: " if report.get("ran") else "not trained: ") + str(report.get("reason"))
+
 
 def suspect_mask(video, threshold: float) -> np.ndarray:
     """Per scored frame of ``video`` (a

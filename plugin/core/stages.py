@@ -157,8 +157,8 @@ def replay_and_score(run_dir, manifest: Manifest, sequences, device, precision, 
     # one fold after another, then new videos: each fold's stack loads once
     ordered = sorted(sequences, key=lambda s: (len(route(s.sample_id)), route(s.sample_id)))
     replayer = Replayer(run_dir, manifest, device, precision)
-    second = manifest.second_round_view()
-    second = second and Replayer(run_dir, second, device, precision)
+    view = manifest.second_round_view()
+    second = Replayer(run_dir, view, device, precision) if view else None
     known = known or {}
     os.makedirs(os.path.join(run_dir, "trajectories"), exist_ok=True)
     videos = {}
